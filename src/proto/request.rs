@@ -169,7 +169,12 @@ impl Head {
 }
 
 /// Builds the unsigned head of `call` for `target`.
-pub fn describe(target: &Target, call: &Call, object: &ObjectHeaders, digests: &BodyDigests) -> Head {
+pub fn describe(
+    target: &Target,
+    call: &Call,
+    object: &ObjectHeaders,
+    digests: &BodyDigests,
+) -> Head {
     let _ = (target, call, object, digests);
     todo!()
 }

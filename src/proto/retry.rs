@@ -2,7 +2,54 @@
 //!
 //! Owns: which failures are retried, which need a clock correction, which restart the upload
 //! and which are fatal; and the capped exponential backoff schedule. Must not: sleep, read a
-//! clock or generate randomness (jitter comes in as an argument), or match on error strings.
+//! clock or generate randomness (jitter comes in as an argument), or match on error *message*
+//! strings (only on the structured OSS/S3 error `Code`, which is part of the protocol).
+//!
+//! # Classification
+//!
+//! [`classify`] applies the first rule that matches:
+//!
+//! | failure | verdict |
+//! |---|---|
+//! | `Dns`, `Connect`, `Reset`, `TimedOut`, `Tls`, `Malformed`, `CrcMismatch` | `Retry` |
+//! | `TlsCertificate` (the peer is not who it claims to be), `LocalRead`, `SourceChanged` | `Fatal` |
+//! | code `RequestTimeTooSkewed` (OSS sends 403, S3 may send 400), any status | `FixClock` |
+//! | code `NoSuchUpload` on `UploadPart`, `ListParts`, `Complete`, `Abort` | `UploadGone` |
+//! | code `NoSuchUpload` on an operation without an upload id | `Fatal` |
+//! | code `InvalidPart` / `InvalidPartOrder` on `Complete` | `Relist` |
+//! | code `InvalidPart` / `InvalidPartOrder` on any other operation | `Fatal` |
+//! | code `SlowDown`, `RequestTimeout`, `ServiceUnavailable`, `InternalError`, `InvalidDigest`, any status | `Retry` |
+//! | a credentials code (`AccessDenied`, `SignatureDoesNotMatch`, `InvalidAccessKeyId`, `InvalidSecurityToken`, `SecurityTokenExpired`), any status | `Fatal` |
+//! | a configuration code (`NoSuchBucket`, `InvalidBucketName`, `InvalidArgument`, `InvalidObjectName`, `KeyTooLong`, `EntityTooSmall`, `EntityTooLarge`, `MethodNotAllowed`, `PreconditionFailed`, `FileAlreadyExists`, `ObjectAlreadyExists`, `NoSuchKey`), any status | `Fatal` |
+//! | status 5xx, 408, 429 (with any other code or none) | `Retry` |
+//! | status 401 **without** a code | `Retry` |
+//! | anything else (other 4xx, 401 with an unknown code, 3xx, nonsense statuses) | `Fatal` |
+//!
+//! An empty code (`Some("")`) counts as no code. Codes are compared exactly (they are
+//! CamelCase identifiers in both OSS and S3).
+//!
+//! Decisions worth knowing:
+//! * **401.** The OSS Go SDK v2 retries every 401. A 401 that names a credentials code is a
+//!   wrong key or signature and retrying cannot help, so it is fatal. A bare 401 without a code
+//!   is retried (a proxy or a momentary STS hiccup can produce one); the retry budget bounds it,
+//!   and [`is_credentials_problem`] still reports it as a credentials problem when it is the
+//!   final failure.
+//! * **`InvalidDigest`** (Content-MD5 mismatch) means the bytes were damaged in transit, the
+//!   same situation as [`Failure::CrcMismatch`], so it is retried.
+//! * **`HeadObject` 404.** `HeadObject` responses have no body; a 404 there means "no such
+//!   object", which the upload state machine interprets *itself* (after a `NoSuchUpload` with a
+//!   `Completing` record) before it ever calls `classify`. If it does reach `classify`, a 404
+//!   (with or without `NoSuchKey`) is `Fatal` like any other 4xx.
+//! * **`NoSuchUpload` on `Abort`** is `UploadGone`: for an abort, the state machine treats that
+//!   as success.
+//! * **`FixClock`** needs the server's `Date`; when the response had none, the state machine
+//!   falls back to an ordinary retry. That is its decision, not this module's.
+//!
+//! # Backoff
+//!
+//! [`Backoff::delay_ms`] returns `bound/2 + jitter % (bound/2 + 1)` where
+//! `bound = min(cap_ms, base_ms * 2^(attempt-1))` ([`Backoff::bound_ms`]), computed with
+//! overflow-safe shifts, so any `attempt` up to `u32::MAX` gives a delay within the cap.
 
 use crate::proto::Op;
 
@@ -53,13 +100,116 @@ pub enum Verdict {
     Fatal,
 }
 
-/// Classifies `failure` of operation `op`.
-pub fn classify(op: Op, failure: &Failure) -> Verdict {
-    let _ = (op, failure);
-    todo!()
+/// Error codes that mean "the server is busy or had a transient problem": retried whatever
+/// the HTTP status says (S3 can even send `InternalError` inside a 200 Complete response).
+const RETRY_CODES: &[&str] = &[
+    "SlowDown",
+    "RequestTimeout",
+    "ServiceUnavailable",
+    "InternalError",
+    // Content-MD5 mismatch: the bytes were damaged on the way, like `Failure::CrcMismatch`.
+    "InvalidDigest",
+];
+
+/// Error codes that mean the credentials themselves are wrong, expired or not allowed.
+const CREDENTIAL_CODES: &[&str] = &[
+    "AccessDenied",
+    "SignatureDoesNotMatch",
+    "InvalidAccessKeyId",
+    "InvalidSecurityToken",
+    "SecurityTokenExpired",
+];
+
+/// Error codes that no retry can fix (configuration, request or object state), fatal
+/// whatever the HTTP status says.
+const FATAL_CODES: &[&str] = &[
+    "NoSuchBucket",
+    "InvalidBucketName",
+    "InvalidArgument",
+    "InvalidObjectName",
+    "KeyTooLong",
+    "EntityTooSmall",
+    "EntityTooLarge",
+    "MethodNotAllowed",
+    "PreconditionFailed",
+    "FileAlreadyExists",
+    "ObjectAlreadyExists",
+    "NoSuchKey",
+];
+
+/// The error code of a `Status` failure, with an empty code treated as absent.
+fn code_of(code: &Option<String>) -> Option<&str> {
+    code.as_deref().filter(|c| !c.is_empty())
 }
 
-/// Capped exponential backoff with caller-supplied jitter ("full jitter").
+/// Whether `op` names an existing multipart upload by its upload id.
+fn has_upload_id(op: Op) -> bool {
+    matches!(
+        op,
+        Op::UploadPart | Op::ListParts | Op::Complete | Op::Abort
+    )
+}
+
+/// Classifies `failure` of operation `op`. See the module documentation for the table.
+pub fn classify(op: Op, failure: &Failure) -> Verdict {
+    match failure {
+        Failure::Dns
+        | Failure::Connect
+        | Failure::Reset
+        | Failure::TimedOut
+        | Failure::Tls
+        | Failure::Malformed
+        | Failure::CrcMismatch => Verdict::Retry,
+        Failure::TlsCertificate | Failure::LocalRead | Failure::SourceChanged => Verdict::Fatal,
+        Failure::Status { status, code } => classify_status(op, *status, code_of(code)),
+    }
+}
+
+/// The `Failure::Status` part of [`classify`]: the error code first, then the status.
+fn classify_status(op: Op, status: u16, code: Option<&str>) -> Verdict {
+    if let Some(code) = code {
+        match code {
+            "RequestTimeTooSkewed" => return Verdict::FixClock,
+            "NoSuchUpload" if has_upload_id(op) => return Verdict::UploadGone,
+            "NoSuchUpload" => return Verdict::Fatal,
+            "InvalidPart" | "InvalidPartOrder" if op == Op::Complete => return Verdict::Relist,
+            "InvalidPart" | "InvalidPartOrder" => return Verdict::Fatal,
+            _ => {}
+        }
+        if RETRY_CODES.contains(&code) {
+            return Verdict::Retry;
+        }
+        if CREDENTIAL_CODES.contains(&code) || FATAL_CODES.contains(&code) {
+            return Verdict::Fatal;
+        }
+    }
+    match status {
+        500..=599 | 408 | 429 => Verdict::Retry,
+        401 if code.is_none() => Verdict::Retry,
+        _ => Verdict::Fatal,
+    }
+}
+
+/// Whether `failure` says the credentials are wrong, expired or lack permission: a
+/// credential error code (`InvalidAccessKeyId`, `SignatureDoesNotMatch`, `AccessDenied`,
+/// `InvalidSecurityToken`, `SecurityTokenExpired`) with any status, any 401 whose code is not
+/// `RequestTimeTooSkewed`, or a 403 without a code. The CLI uses it to pick exit code 77
+/// (`EX_NOPERM`); it is meant for the *final* failure, so a bare 401 counts even though
+/// [`classify`] retries it first.
+pub fn is_credentials_problem(failure: &Failure) -> bool {
+    let Failure::Status { status, code } = failure else {
+        return false;
+    };
+    match code_of(code) {
+        Some(c) if CREDENTIAL_CODES.contains(&c) => true,
+        Some("RequestTimeTooSkewed") => false,
+        Some(_) => *status == 401,
+        None => matches!(status, 401 | 403),
+    }
+}
+
+/// Capped exponential backoff with caller-supplied jitter ("equal jitter": at least half of
+/// the bound, so that a retry storm still spreads out but never fires at once).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Backoff {
     /// Delay bound for the first retry, in milliseconds.
@@ -70,15 +220,338 @@ pub struct Backoff {
 
 impl Default for Backoff {
     fn default() -> Self {
-        Backoff { base_ms: 500, cap_ms: 60_000 }
+        Backoff {
+            base_ms: 500,
+            cap_ms: 60_000,
+        }
     }
 }
 
 impl Backoff {
+    /// The delay bound for retry number `attempt` (1-based; 0 is treated as 1):
+    /// `min(cap_ms, base_ms * 2^(attempt-1))`, computed without overflow for any `attempt`.
+    /// Never decreases as `attempt` grows.
+    pub fn bound_ms(&self, attempt: u32) -> u64 {
+        let shift = attempt.saturating_sub(1);
+        let raw = if self.base_ms == 0 {
+            0
+        } else if shift < 64 && self.base_ms <= (u64::MAX >> shift) {
+            self.base_ms << shift
+        } else {
+            u64::MAX
+        };
+        raw.min(self.cap_ms)
+    }
+
     /// The delay before retry number `attempt` (1-based): a value in `[bound/2, bound]` where
     /// `bound = min(cap, base * 2^(attempt-1))`, chosen by `jitter` (any `u64`, e.g. random).
+    ///
+    /// Exactly `bound/2 + jitter % (bound/2 + 1)`, so `jitter == 0` gives the shortest delay.
     pub fn delay_ms(&self, attempt: u32, jitter: u64) -> u64 {
-        let _ = (attempt, jitter);
-        todo!()
+        let half = self.bound_ms(attempt) / 2;
+        half + jitter % (half + 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const ALL_OPS: [Op; 8] = [
+        Op::PutObject,
+        Op::Initiate,
+        Op::UploadPart,
+        Op::ListParts,
+        Op::Complete,
+        Op::Abort,
+        Op::HeadObject,
+        Op::ListUploads,
+    ];
+
+    fn st(status: u16, code: Option<&str>) -> Failure {
+        Failure::Status {
+            status,
+            code: code.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn transport_failures() {
+        let table = [
+            (Failure::Dns, Verdict::Retry),
+            (Failure::Connect, Verdict::Retry),
+            (Failure::Reset, Verdict::Retry),
+            (Failure::TimedOut, Verdict::Retry),
+            (Failure::Tls, Verdict::Retry),
+            (Failure::Malformed, Verdict::Retry),
+            (Failure::CrcMismatch, Verdict::Retry),
+            (Failure::TlsCertificate, Verdict::Fatal),
+            (Failure::LocalRead, Verdict::Fatal),
+            (Failure::SourceChanged, Verdict::Fatal),
+        ];
+        for (failure, want) in table {
+            for op in ALL_OPS {
+                assert_eq!(classify(op, &failure), want, "{op} {failure:?}");
+                assert!(!is_credentials_problem(&failure), "{failure:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn status_table() {
+        use Verdict::*;
+        // (op, status, code, verdict)
+        let table: &[(Op, u16, Option<&str>, Verdict)] = &[
+            // plain statuses
+            (Op::UploadPart, 500, None, Retry),
+            (Op::UploadPart, 502, None, Retry),
+            (Op::UploadPart, 503, None, Retry),
+            (Op::Complete, 599, None, Retry),
+            (Op::UploadPart, 408, None, Retry),
+            (Op::UploadPart, 429, None, Retry),
+            (Op::Initiate, 401, None, Retry),
+            (Op::Initiate, 401, Some(""), Retry),
+            (Op::Initiate, 400, None, Fatal),
+            (Op::Initiate, 403, None, Fatal),
+            (Op::Initiate, 404, None, Fatal),
+            (Op::Initiate, 409, None, Fatal),
+            (Op::Initiate, 412, None, Fatal),
+            (Op::Initiate, 499, None, Fatal),
+            (Op::Initiate, 301, None, Fatal),
+            (Op::Initiate, 200, None, Fatal),
+            (Op::Initiate, 600, None, Fatal),
+            (Op::Initiate, 0, None, Fatal),
+            (Op::HeadObject, 404, None, Fatal),
+            (Op::HeadObject, 404, Some("NoSuchKey"), Fatal),
+            // clock skew
+            (Op::UploadPart, 403, Some("RequestTimeTooSkewed"), FixClock),
+            (Op::Initiate, 400, Some("RequestTimeTooSkewed"), FixClock),
+            (Op::Complete, 401, Some("RequestTimeTooSkewed"), FixClock),
+            // upload gone
+            (Op::UploadPart, 404, Some("NoSuchUpload"), UploadGone),
+            (Op::ListParts, 404, Some("NoSuchUpload"), UploadGone),
+            (Op::Complete, 404, Some("NoSuchUpload"), UploadGone),
+            (Op::Abort, 404, Some("NoSuchUpload"), UploadGone),
+            (Op::Initiate, 404, Some("NoSuchUpload"), Fatal),
+            (Op::PutObject, 404, Some("NoSuchUpload"), Fatal),
+            (Op::HeadObject, 404, Some("NoSuchUpload"), Fatal),
+            (Op::ListUploads, 404, Some("NoSuchUpload"), Fatal),
+            // relist
+            (Op::Complete, 400, Some("InvalidPart"), Relist),
+            (Op::Complete, 400, Some("InvalidPartOrder"), Relist),
+            (Op::UploadPart, 400, Some("InvalidPart"), Fatal),
+            (Op::ListParts, 400, Some("InvalidPartOrder"), Fatal),
+            // transient codes, whatever the status
+            (Op::UploadPart, 503, Some("SlowDown"), Retry),
+            (Op::UploadPart, 400, Some("RequestTimeout"), Retry),
+            (Op::UploadPart, 503, Some("ServiceUnavailable"), Retry),
+            (Op::Complete, 200, Some("InternalError"), Retry),
+            (Op::UploadPart, 400, Some("InvalidDigest"), Retry),
+            // credentials and configuration
+            (Op::Initiate, 403, Some("AccessDenied"), Fatal),
+            (Op::Initiate, 403, Some("SignatureDoesNotMatch"), Fatal),
+            (Op::Initiate, 403, Some("InvalidAccessKeyId"), Fatal),
+            (Op::Initiate, 401, Some("InvalidAccessKeyId"), Fatal),
+            (Op::Initiate, 401, Some("SignatureDoesNotMatch"), Fatal),
+            (Op::Initiate, 500, Some("AccessDenied"), Fatal),
+            (Op::Initiate, 403, Some("SecurityTokenExpired"), Fatal),
+            (Op::Initiate, 404, Some("NoSuchBucket"), Fatal),
+            (Op::Initiate, 400, Some("InvalidBucketName"), Fatal),
+            (Op::UploadPart, 400, Some("InvalidArgument"), Fatal),
+            (Op::Complete, 400, Some("EntityTooSmall"), Fatal),
+            (Op::PutObject, 400, Some("EntityTooLarge"), Fatal),
+            (Op::Initiate, 400, Some("InvalidObjectName"), Fatal),
+            (Op::Complete, 412, Some("PreconditionFailed"), Fatal),
+            (Op::Complete, 409, Some("FileAlreadyExists"), Fatal),
+            // unknown codes fall back to the status
+            (Op::UploadPart, 500, Some("SomethingNew"), Retry),
+            (Op::UploadPart, 429, Some("Throttled"), Retry),
+            (Op::UploadPart, 400, Some("SomethingNew"), Fatal),
+            (Op::UploadPart, 401, Some("SomethingNew"), Fatal),
+            // codes are exact
+            (Op::UploadPart, 400, Some("slowdown"), Fatal),
+            (Op::UploadPart, 404, Some("nosuchupload"), Fatal),
+        ];
+        for &(op, status, code, want) in table {
+            assert_eq!(
+                classify(op, &st(status, code)),
+                want,
+                "{op} {status} {code:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn credentials_problems() {
+        let yes = [
+            st(403, Some("AccessDenied")),
+            st(403, Some("SignatureDoesNotMatch")),
+            st(403, Some("InvalidAccessKeyId")),
+            st(400, Some("InvalidAccessKeyId")),
+            st(403, Some("InvalidSecurityToken")),
+            st(403, Some("SecurityTokenExpired")),
+            st(401, None),
+            st(401, Some("")),
+            st(401, Some("Unauthorized")),
+            st(403, None),
+        ];
+        let no = [
+            st(403, Some("RequestTimeTooSkewed")),
+            st(401, Some("RequestTimeTooSkewed")),
+            st(404, Some("NoSuchBucket")),
+            st(404, None),
+            st(400, None),
+            st(500, None),
+            st(503, Some("SlowDown")),
+            st(403, Some("QuotaExceeded")),
+            Failure::TlsCertificate,
+            Failure::Reset,
+        ];
+        for f in &yes {
+            assert!(is_credentials_problem(f), "{f:?}");
+        }
+        for f in &no {
+            assert!(!is_credentials_problem(f), "{f:?}");
+        }
+    }
+
+    #[test]
+    fn backoff_defaults_and_examples() {
+        let b = Backoff::default();
+        assert_eq!(b.bound_ms(0), 500);
+        assert_eq!(b.bound_ms(1), 500);
+        assert_eq!(b.bound_ms(2), 1_000);
+        assert_eq!(b.bound_ms(3), 2_000);
+        assert_eq!(b.bound_ms(7), 32_000);
+        assert_eq!(b.bound_ms(8), 60_000);
+        assert_eq!(b.delay_ms(1, 0), 250);
+        assert_eq!(b.delay_ms(1, 250), 500);
+        assert_eq!(b.delay_ms(1, 251), 250);
+        assert_eq!(b.delay_ms(2, 1), 501);
+    }
+
+    #[test]
+    fn backoff_bounds_are_monotone_and_capped_for_every_attempt_size() {
+        for b in [
+            Backoff::default(),
+            Backoff {
+                base_ms: 1,
+                cap_ms: u64::MAX,
+            },
+            Backoff {
+                base_ms: u64::MAX,
+                cap_ms: u64::MAX,
+            },
+            Backoff {
+                base_ms: 3,
+                cap_ms: 1_000,
+            },
+            Backoff {
+                base_ms: 5_000,
+                cap_ms: 1_000,
+            },
+            Backoff {
+                base_ms: 0,
+                cap_ms: 1_000,
+            },
+            Backoff {
+                base_ms: 7,
+                cap_ms: 0,
+            },
+        ] {
+            let mut attempts: Vec<u32> = (0..=200).collect();
+            attempts.extend([1_000, 65_535, 1 << 20, u32::MAX / 2, u32::MAX - 1, u32::MAX]);
+            let mut prev = 0;
+            for a in attempts {
+                let bound = b.bound_ms(a);
+                assert!(bound >= prev, "{b:?} attempt {a}");
+                assert!(bound <= b.cap_ms, "{b:?} attempt {a}");
+                for jitter in [0, 1, u64::MAX, u64::MAX / 3, bound / 2, bound] {
+                    let d = b.delay_ms(a, jitter);
+                    assert!(
+                        d >= bound / 2 && d <= bound,
+                        "{b:?} attempt {a} jitter {jitter}"
+                    );
+                }
+                prev = bound;
+            }
+            // Large attempts reach the cap (unless the base is zero).
+            if b.base_ms > 0 {
+                assert_eq!(b.bound_ms(u32::MAX), b.cap_ms);
+                assert_eq!(b.bound_ms(65), b.cap_ms);
+            } else {
+                assert_eq!(b.bound_ms(u32::MAX), 0);
+            }
+        }
+        // u64::MAX base with no cap: the first bound is the base, and doubling saturates.
+        let b = Backoff {
+            base_ms: u64::MAX,
+            cap_ms: u64::MAX,
+        };
+        assert_eq!(b.bound_ms(1), u64::MAX);
+        assert_eq!(b.bound_ms(2), u64::MAX);
+        // A base that just fits after 63 doublings.
+        let b = Backoff {
+            base_ms: 1,
+            cap_ms: u64::MAX,
+        };
+        assert_eq!(b.bound_ms(64), 1 << 63);
+        assert_eq!(b.bound_ms(65), u64::MAX);
+    }
+
+    proptest! {
+        #[test]
+        fn backoff_properties(
+            base in 0u64..=u64::MAX,
+            cap in 0u64..=u64::MAX,
+            attempt in 0u32..=u32::MAX,
+            jitter in 0u64..=u64::MAX,
+        ) {
+            let b = Backoff { base_ms: base, cap_ms: cap };
+            let bound = b.bound_ms(attempt);
+            prop_assert!(bound <= cap);
+            prop_assert!(b.bound_ms(attempt.saturating_add(1)) >= bound);
+            // Compare with exact arithmetic in u128 where the shift is small.
+            let shift = attempt.saturating_sub(1);
+            if shift < 64 {
+                let exact = (u128::from(base) << shift).min(u128::from(cap));
+                prop_assert_eq!(u128::from(bound), exact.min(u128::from(u64::MAX)));
+            } else if base > 0 {
+                prop_assert_eq!(bound, cap);
+            }
+            let d = b.delay_ms(attempt, jitter);
+            prop_assert!(d >= bound / 2 && d <= bound);
+            prop_assert_eq!(d - bound / 2, jitter % (bound / 2 + 1));
+        }
+
+        #[test]
+        fn classify_never_panics_and_unknown_codes_follow_status(
+            op_i in 0usize..8,
+            status in 0u16..=u16::MAX,
+            code in proptest::option::of("[A-Za-z]{0,24}"),
+        ) {
+            let op = ALL_OPS[op_i];
+            let f = Failure::Status { status, code: code.clone() };
+            let v = classify(op, &f);
+            let _ = is_credentials_problem(&f);
+            let known = code.as_deref().is_some_and(|c| {
+                RETRY_CODES.contains(&c)
+                    || CREDENTIAL_CODES.contains(&c)
+                    || FATAL_CODES.contains(&c)
+                    || matches!(
+                        c,
+                        "RequestTimeTooSkewed" | "NoSuchUpload" | "InvalidPart" | "InvalidPartOrder"
+                    )
+            });
+            if !known {
+                let retry_status = (500..=599).contains(&status)
+                    || status == 408
+                    || status == 429
+                    || (status == 401 && code.as_deref().unwrap_or("").is_empty());
+                let want = if retry_status { Verdict::Retry } else { Verdict::Fatal };
+                prop_assert_eq!(v, want);
+            }
+        }
     }
 }

@@ -1,0 +1,513 @@
+//! One HTTP/1.1 connection: DNS, TCP, optional TLS, and reads and writes bounded by idle
+//! timeouts.
+//!
+//! Owns: resolving the host off the async thread, connecting to each address in turn, the TLS
+//! handshake (rustls with the *ring* provider, webpki roots plus an optional private CA,
+//! certificate verification always on), and turning IO errors into [`Failure`]s.
+//! Must not: know OSS operations, sign, decide on retries, or reuse a connection after an error
+//! (the caller drops it).
+//!
+//! Every wait is raced against a timer: connect and handshake against the connect timeout,
+//! each individual read or write against the idle timeout. A transfer that keeps making
+//! progress never times out; one that stalls for `idle` does.
+
+use std::future::Future;
+use std::io;
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_io::{Async, Timer};
+use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt};
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, RootCertStore};
+use rustls_pki_types::pem::PemObject;
+
+use crate::proto::retry::Failure;
+
+/// Builds the TLS client configuration: the Mozilla roots from `webpki-roots`, plus every
+/// certificate in `extra_ca_pem` (a PEM bundle of private CAs) when given. Uses the *ring*
+/// provider and rustls' safe default protocol versions (TLS 1.2 and 1.3). There is no way to
+/// turn verification off.
+///
+/// Fails if the PEM cannot be parsed, contains no certificate, or a certificate is unusable as
+/// a trust anchor.
+pub fn tls_config(extra_ca_pem: Option<&[u8]>) -> Result<Arc<ClientConfig>, String> {
+    let mut roots = RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(pem) = extra_ca_pem {
+        let mut added = 0usize;
+        for cert in CertificateDer::pem_slice_iter(pem) {
+            let cert = cert.map_err(|e| format!("CA bundle: cannot parse PEM: {e}"))?;
+            roots
+                .add(cert)
+                .map_err(|e| format!("CA bundle: certificate {} is not a usable CA: {e}", added + 1))?;
+            added += 1;
+        }
+        if added == 0 {
+            return Err("CA bundle: no certificate found (expected -----BEGIN CERTIFICATE-----)".into());
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS setup: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// Where and how to connect.
+#[derive(Debug, Clone)]
+pub struct ConnectSpec {
+    /// Host name or IP literal (IPv6 with or without brackets). Also the TLS server name.
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+    /// TLS configuration, or `None` for plain HTTP.
+    pub tls: Option<Arc<ClientConfig>>,
+    /// Bound on the TCP connect to each address, and separately on the TLS handshake.
+    pub connect_timeout: Duration,
+}
+
+/// The transport under a [`Conn`].
+enum Stream {
+    /// Plain TCP.
+    Plain(Async<TcpStream>),
+    /// TLS over TCP (boxed: the rustls state is large).
+    Tls(Box<futures_rustls::client::TlsStream<Async<TcpStream>>>),
+}
+
+/// An open connection to one server. Drop it after any error.
+pub struct Conn {
+    stream: Stream,
+    peer: SocketAddr,
+}
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conn").field("peer", &self.peer).field("tls", &self.is_tls()).finish()
+    }
+}
+
+/// Races `fut` against a timer of `limit`; the timer wins with [`io::ErrorKind::TimedOut`].
+async fn bounded<T>(fut: impl Future<Output = io::Result<T>>, limit: Duration) -> io::Result<T> {
+    fut.or(async {
+        Timer::after(limit).await;
+        Err(io::Error::from(io::ErrorKind::TimedOut))
+    })
+    .await
+}
+
+/// The rustls error inside `e`, if `e` wraps one (futures-rustls reports TLS failures as
+/// `InvalidData` errors carrying the `rustls::Error`).
+fn rustls_error(e: &io::Error) -> Option<&rustls::Error> {
+    e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>())
+}
+
+/// Maps an IO error from a connection to a [`Failure`]. Certificate problems are
+/// [`Failure::TlsCertificate`]; other TLS errors [`Failure::Tls`]; timeouts
+/// [`Failure::TimedOut`]; refused or unreachable [`Failure::Connect`]; everything else means the
+/// connection broke: [`Failure::Reset`].
+pub fn classify_io(e: &io::Error) -> Failure {
+    if let Some(tls) = rustls_error(e) {
+        return match tls {
+            rustls::Error::InvalidCertificate(_)
+            | rustls::Error::NoCertificatesPresented
+            | rustls::Error::InvalidCertRevocationList(_) => Failure::TlsCertificate,
+            _ => Failure::Tls,
+        };
+    }
+    use io::ErrorKind as K;
+    match e.kind() {
+        K::TimedOut | K::WouldBlock => Failure::TimedOut,
+        K::ConnectionRefused
+        | K::HostUnreachable
+        | K::NetworkUnreachable
+        | K::NetworkDown
+        | K::AddrNotAvailable
+        | K::AddrInUse => Failure::Connect,
+        // A TLS record layer that is not TLS at all (e.g. an HTTP server on a TLS port).
+        K::InvalidData => Failure::Tls,
+        _ => Failure::Reset,
+    }
+}
+
+/// The server name for TLS: `host` without IPv6 brackets.
+fn bare_host(host: &str) -> &str {
+    host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host)
+}
+
+impl Conn {
+    /// Resolves `spec.host` (on a blocking thread), connects to each address in turn until one
+    /// answers within `spec.connect_timeout`, sets `TCP_NODELAY`, and performs the TLS handshake
+    /// (also bounded by `connect_timeout`) when `spec.tls` is set.
+    ///
+    /// Failures: [`Failure::Dns`] when the name does not resolve; [`Failure::Connect`] when no
+    /// address accepts (refused, unreachable, or the connect timed out); then the handshake's
+    /// failure as classified by [`classify_io`] (a stalled handshake is [`Failure::TimedOut`]).
+    pub async fn connect(spec: &ConnectSpec) -> Result<Conn, Failure> {
+        let host = bare_host(&spec.host).to_string();
+        let port = spec.port;
+        let server_name = match &spec.tls {
+            Some(_) => Some(ServerName::try_from(host.clone()).map_err(|_| Failure::Dns)?),
+            None => None,
+        };
+        let addrs: Vec<SocketAddr> = match host.parse::<std::net::IpAddr>() {
+            Ok(ip) => vec![SocketAddr::new(ip, port)],
+            Err(_) => {
+                let lookup = smol::unblock(move || {
+                    (host.as_str(), port).to_socket_addrs().map(|a| a.collect::<Vec<_>>())
+                });
+                // Bounded too: a resolver can hang far longer than any sensible timeout.
+                match bounded(lookup, spec.connect_timeout.max(Duration::from_secs(10))).await {
+                    Ok(a) if !a.is_empty() => a,
+                    Ok(_) => return Err(Failure::Dns),
+                    Err(e) => {
+                        log::debug!("resolving {}: {e}", spec.host);
+                        return Err(Failure::Dns);
+                    }
+                }
+            }
+        };
+
+        let mut tcp = None;
+        for addr in &addrs {
+            match bounded(Async::<TcpStream>::connect(*addr), spec.connect_timeout).await {
+                Ok(s) => {
+                    tcp = Some((s, *addr));
+                    break;
+                }
+                Err(e) => log::debug!("connect {addr}: {e}"),
+            }
+        }
+        let (tcp, peer) = tcp.ok_or(Failure::Connect)?;
+        if let Err(e) = tcp.get_ref().set_nodelay(true) {
+            log::debug!("TCP_NODELAY on {peer}: {e}");
+        }
+
+        let stream = match (&spec.tls, server_name) {
+            (Some(config), Some(name)) => {
+                let connector = futures_rustls::TlsConnector::from(config.clone());
+                let tls = bounded(connector.connect(name, tcp), spec.connect_timeout)
+                    .await
+                    .map_err(|e| {
+                        log::debug!("TLS handshake with {peer}: {e}");
+                        classify_io(&e)
+                    })?;
+                Stream::Tls(Box::new(tls))
+            }
+            _ => Stream::Plain(tcp),
+        };
+        Ok(Conn { stream, peer })
+    }
+
+    /// The address actually connected to.
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// True if the connection is TLS.
+    pub fn is_tls(&self) -> bool {
+        matches!(self.stream, Stream::Tls(_))
+    }
+
+    /// Writes all of `buf`. Each underlying write must make progress within `idle`.
+    pub async fn write_all(&mut self, mut buf: &[u8], idle: Duration) -> Result<(), Failure> {
+        while !buf.is_empty() {
+            let n = match &mut self.stream {
+                Stream::Plain(s) => bounded(s.write(buf), idle).await,
+                Stream::Tls(s) => bounded(s.write(buf), idle).await,
+            }
+            .map_err(|e| classify_io(&e))?;
+            if n == 0 {
+                return Err(Failure::Reset);
+            }
+            buf = &buf[n..];
+        }
+        Ok(())
+    }
+
+    /// Pushes buffered bytes (TLS records) to the socket, within `idle`.
+    pub async fn flush(&mut self, idle: Duration) -> Result<(), Failure> {
+        match &mut self.stream {
+            Stream::Plain(s) => bounded(s.flush(), idle).await,
+            Stream::Tls(s) => bounded(s.flush(), idle).await,
+        }
+        .map_err(|e| classify_io(&e))
+    }
+
+    /// Reads some bytes into `buf`; 0 means the peer closed the connection. Fails with
+    /// [`Failure::TimedOut`] if nothing arrives within `idle`.
+    pub async fn read(&mut self, buf: &mut [u8], idle: Duration) -> Result<usize, Failure> {
+        loop {
+            let r = match &mut self.stream {
+                Stream::Plain(s) => bounded(s.read(buf), idle).await,
+                Stream::Tls(s) => bounded(s.read(buf), idle).await,
+            };
+            match r {
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // A TLS peer that closes without close_notify: treat as a plain close, the
+                // HTTP framing decides whether that truncated anything.
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
+                Err(e) => return Err(classify_io(&e)),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+    use std::sync::mpsc;
+    use std::thread;
+
+    /// A CA and a server certificate for 127.0.0.1 and `localhost` signed by it.
+    pub(crate) struct TestPki {
+        pub ca_pem: String,
+        pub server_config: Arc<rustls::ServerConfig>,
+    }
+
+    pub(crate) fn test_pki() -> TestPki {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "ossup test CA");
+        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+        let leaf_key = KeyPair::generate().unwrap();
+        let leaf_params =
+            CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
+        let leaf = leaf_params.signed_by(&leaf_key, &ca_cert, &ca_key).unwrap();
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into());
+        let server_config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![leaf.der().clone(), ca_cert.der().clone()], key)
+        .unwrap();
+        TestPki { ca_pem: ca_cert.pem(), server_config: Arc::new(server_config) }
+    }
+
+    /// A thread serving `conns` connections with `serve`, on 127.0.0.1; joined by the caller.
+    pub(crate) fn spawn_server<F>(conns: usize, serve: F) -> (u16, thread::JoinHandle<()>)
+    where
+        F: Fn(TcpStream) + Send + 'static,
+    {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let handle = thread::spawn(move || {
+            for _ in 0..conns {
+                match listener.accept() {
+                    Ok((s, _)) => {
+                        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                        s.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+                        serve(s)
+                    }
+                    Err(_) => return,
+                }
+            }
+        });
+        (port, handle)
+    }
+
+    fn spec(port: u16, tls: Option<Arc<ClientConfig>>) -> ConnectSpec {
+        ConnectSpec {
+            host: "127.0.0.1".into(),
+            port,
+            tls,
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// A TLS echo server: answers each connection's first read with "pong:" + the bytes.
+    fn tls_echo(config: Arc<rustls::ServerConfig>) -> impl Fn(TcpStream) + Send + 'static {
+        move |tcp| {
+            let conn = rustls::ServerConnection::new(config.clone()).unwrap();
+            let mut tls = rustls::StreamOwned::new(conn, tcp);
+            let mut buf = [0u8; 64];
+            if let Ok(n) = tls.read(&mut buf) {
+                if n > 0 {
+                    let mut reply = b"pong:".to_vec();
+                    reply.extend_from_slice(&buf[..n]);
+                    let _ = tls.write_all(&reply);
+                    let _ = tls.flush();
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn classify_io_errors() {
+        use io::ErrorKind as K;
+        assert_eq!(classify_io(&K::TimedOut.into()), Failure::TimedOut);
+        assert_eq!(classify_io(&K::ConnectionRefused.into()), Failure::Connect);
+        assert_eq!(classify_io(&K::HostUnreachable.into()), Failure::Connect);
+        assert_eq!(classify_io(&K::NetworkUnreachable.into()), Failure::Connect);
+        assert_eq!(classify_io(&K::ConnectionReset.into()), Failure::Reset);
+        assert_eq!(classify_io(&K::ConnectionAborted.into()), Failure::Reset);
+        assert_eq!(classify_io(&K::BrokenPipe.into()), Failure::Reset);
+        assert_eq!(classify_io(&K::UnexpectedEof.into()), Failure::Reset);
+        let cert = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        assert_eq!(
+            classify_io(&io::Error::new(K::InvalidData, cert)),
+            Failure::TlsCertificate
+        );
+        let expired = rustls::Error::InvalidCertificate(rustls::CertificateError::Expired);
+        assert_eq!(classify_io(&io::Error::other(expired)), Failure::TlsCertificate);
+        let alert = rustls::Error::AlertReceived(rustls::AlertDescription::HandshakeFailure);
+        assert_eq!(classify_io(&io::Error::new(K::InvalidData, alert)), Failure::Tls);
+        assert_eq!(
+            classify_io(&io::Error::new(K::InvalidData, rustls::Error::DecryptError)),
+            Failure::Tls
+        );
+        // A non-rustls payload falls back to the kind.
+        assert_eq!(classify_io(&io::Error::new(K::ConnectionReset, "x")), Failure::Reset);
+    }
+
+    #[test]
+    fn tls_config_rejects_bad_pem() {
+        assert!(tls_config(None).is_ok());
+        let e = tls_config(Some(b"not a pem at all")).unwrap_err();
+        assert!(e.contains("no certificate"), "{e}");
+        let pki = test_pki();
+        assert!(tls_config(Some(pki.ca_pem.as_bytes())).is_ok());
+        let broken = pki.ca_pem.replace("MII", "!!!");
+        assert!(tls_config(Some(broken.as_bytes())).is_err());
+    }
+
+    #[test]
+    fn bare_host_strips_brackets() {
+        assert_eq!(bare_host("[::1]"), "::1");
+        assert_eq!(bare_host("example.com"), "example.com");
+        assert_eq!(bare_host("[oops"), "[oops");
+    }
+
+    #[test]
+    fn tls_with_right_ca_succeeds() {
+        let pki = test_pki();
+        let (port, server) = spawn_server(2, tls_echo(pki.server_config.clone()));
+        let cfg = tls_config(Some(pki.ca_pem.as_bytes())).unwrap();
+        smol::block_on(async {
+            let idle = Duration::from_secs(5);
+            // By IP literal and by name: the certificate has both.
+            for host in ["127.0.0.1", "localhost"] {
+                let mut s = spec(port, Some(cfg.clone()));
+                s.host = host.into();
+                let mut c = match Conn::connect(&s).await {
+                    Ok(c) => c,
+                    // `localhost` may resolve to ::1 first where nothing listens; the loop
+                    // over addresses must then reach 127.0.0.1.
+                    Err(f) => panic!("{host}: {f:?}"),
+                };
+                assert!(c.is_tls());
+                assert_eq!(c.peer().port(), port);
+                c.write_all(b"ping", idle).await.unwrap();
+                c.flush(idle).await.unwrap();
+                let mut got = Vec::new();
+                let mut buf = [0u8; 64];
+                for _ in 0..10 {
+                    let n = c.read(&mut buf, idle).await.unwrap();
+                    if n == 0 {
+                        break;
+                    }
+                    got.extend_from_slice(&buf[..n]);
+                    if got.len() >= 9 {
+                        break;
+                    }
+                }
+                assert_eq!(got, b"pong:ping");
+            }
+        });
+        server.join().unwrap();
+    }
+
+    #[test]
+    fn tls_without_or_with_wrong_ca_fails_verification() {
+        let pki = test_pki();
+        let other = test_pki();
+        let (port, server) = spawn_server(2, tls_echo(pki.server_config.clone()));
+        smol::block_on(async {
+            let plain_roots = tls_config(None).unwrap();
+            let r = Conn::connect(&spec(port, Some(plain_roots))).await;
+            assert_eq!(r.unwrap_err(), Failure::TlsCertificate);
+            let wrong = tls_config(Some(other.ca_pem.as_bytes())).unwrap();
+            let r = Conn::connect(&spec(port, Some(wrong))).await;
+            assert_eq!(r.unwrap_err(), Failure::TlsCertificate);
+        });
+        server.join().unwrap();
+    }
+
+    #[test]
+    fn tls_to_a_plain_server_is_a_tls_error() {
+        let (port, server) = spawn_server(1, |mut s| {
+            let mut buf = [0u8; 512];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+        });
+        let cfg = tls_config(None).unwrap();
+        let r = smol::block_on(Conn::connect(&spec(port, Some(cfg))));
+        let f = r.unwrap_err();
+        assert!(matches!(f, Failure::Tls | Failure::Reset), "{f:?}");
+        server.join().unwrap();
+    }
+
+    #[test]
+    fn closed_port_is_connect_failure() {
+        let port = {
+            let l = TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let r = smol::block_on(Conn::connect(&spec(port, None)));
+        assert_eq!(r.unwrap_err(), Failure::Connect);
+    }
+
+    #[test]
+    fn unresolvable_name_is_dns_failure() {
+        let mut s = spec(80, None);
+        s.host = "no-such-host.invalid".into();
+        let r = smol::block_on(Conn::connect(&s));
+        assert_eq!(r.unwrap_err(), Failure::Dns);
+    }
+
+    #[test]
+    fn silent_server_times_out_within_idle() {
+        let (stop_tx, stop_rx) = mpsc::channel::<()>();
+        let (port, server) = spawn_server(2, move |s| {
+            // Hold the connection open, say nothing, until told to stop.
+            let _ = stop_rx.recv_timeout(Duration::from_secs(10));
+            drop(s);
+        });
+        smol::block_on(async {
+            // Plain: read stalls.
+            let mut c = Conn::connect(&spec(port, None)).await.unwrap();
+            assert!(!c.is_tls());
+            c.write_all(b"GET / HTTP/1.1\r\n\r\n", Duration::from_secs(5)).await.unwrap();
+            let t0 = std::time::Instant::now();
+            let mut buf = [0u8; 16];
+            let r = c.read(&mut buf, Duration::from_millis(200)).await;
+            let took = t0.elapsed();
+            assert_eq!(r.unwrap_err(), Failure::TimedOut);
+            assert!(took >= Duration::from_millis(190) && took < Duration::from_secs(3), "{took:?}");
+        });
+        stop_tx.send(()).unwrap();
+        // TLS: the handshake stalls and is bounded by the connect timeout.
+        smol::block_on(async {
+            let mut s = spec(port, Some(tls_config(None).unwrap()));
+            s.connect_timeout = Duration::from_millis(200);
+            let t0 = std::time::Instant::now();
+            let r = Conn::connect(&s).await;
+            assert_eq!(r.unwrap_err(), Failure::TimedOut);
+            assert!(t0.elapsed() < Duration::from_secs(3));
+        });
+        drop(stop_tx);
+        server.join().unwrap();
+    }
+}

@@ -1,1 +1,0 @@
-//! The upload state machine (placeholder).

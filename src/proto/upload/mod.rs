@@ -1,0 +1,1088 @@
+//! The upload state machine: decides what happens next, and nothing else.
+//!
+//! Owns: the order of calls, when records are persisted, reconciliation after a restart,
+//! retries and their budget, clock correction, and the end-to-end CRC-64 check.
+//! Must not: do IO or render bytes. It emits [`Action`]s; the shell performs them and reports
+//! back with [`Event`]s. Time comes in as monotonic milliseconds (`now_ms`) and wall-clock
+//! Unix seconds inside events; jitter comes from a caller-seeded generator.
+//!
+//! ```text
+//!            ┌──────── single PUT (small or empty file) ─────────┐
+//!  new() ──► │ Put ──► Done                                      │
+//!            └───────────────────────────────────────────────────┘
+//!  new() ──► ResetJournal ─► Abort old uploads ─► Initiate ─► Started persisted ─┐
+//!  new() ──► (journal has an upload id) ─► ListParts pages ─► Verify digests ─────┤
+//!                                                                                 ▼
+//!            Uploading: ≤ max_in_flight UploadPart calls; each ack ─► Persist(PartDone)
+//!                 │ all parts persisted
+//!                 ▼
+//!            Persist(Completing) ─► Complete ─► CRC-64 check ─► Done
+//!                 │ NoSuchUpload                   │ InvalidPart
+//!                 ▼                                ▼
+//!            HeadObject: object matches? ─► Done   ListParts again
+//!                 └── no ─► fresh upload (ResetJournal ─► Initiate)
+//! ```
+//!
+//! Invariants (each is tested, and the simulator checks them under random faults and crashes):
+//! a `PartDone` record is persisted only after the server acknowledged that part; `Complete`
+//! is sent only after every part record was persisted and after a `Completing` record; the
+//! Complete list is exactly parts `1..=count`; a part that journal and server agree on is
+//! never sent again; a part only the server has is adopted only if the local bytes match.
+//!
+//! A whole upload driven by hand, no sockets:
+//! ```
+//! use ossup::proto::upload::{Upload, Params, Action, Event};
+//! use ossup::proto::request::Call;
+//! let p = Params::new_for_test(10, 4, false); // 10 bytes, PutObject path
+//! let mut up = Upload::new(p, None);
+//! let Action::Call { id, call: Call::PutObject { len } } = up.poll_action(0) else { panic!() };
+//! assert_eq!(len, 10);
+//! let crc = ossup::proto::crc64::update(0, b"0123456789");
+//! up.handle(Event::Put { id, etag: "\"E\"".into(), local_crc: crc, server_crc: Some(crc) }, 1);
+//! assert!(matches!(up.poll_action(2), Action::Done(Ok(_))));
+//! ```
+
+pub mod reconcile;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, VecDeque};
+
+use crate::proto::checkpoint::{Etag, Identity, Record, Replay};
+use crate::proto::crc64;
+use crate::proto::geometry::Geometry;
+use crate::proto::request::Call;
+use crate::proto::retry::{self, Backoff, Failure, Verdict};
+use crate::proto::xml::{ListedPart, PartsPage};
+use crate::proto::Op;
+
+use reconcile::{JournalPart, Plan};
+
+/// Largest ListParts page requested.
+pub const LIST_PAGE: u32 = 1000;
+/// Server times before this (2026-01-01T00:00:00Z) are not believed: a server answering with
+/// a 1970 `Date` must not drag a good clock back.
+pub const MIN_SANE_UNIX: i64 = 1_767_225_600;
+/// How often Complete may be answered with InvalidPart before giving up.
+const MAX_RELISTS: u32 = 3;
+/// ListParts pages in one reconciliation (10,000 parts need 10 pages of 1000).
+const MAX_PAGES: u32 = 64;
+
+/// Everything the machine needs to know up front.
+#[derive(Debug, Clone)]
+pub struct Params {
+    /// Identity of the file and destination (goes into the journal header).
+    pub identity: Identity,
+    /// Part geometry.
+    pub geometry: Geometry,
+    /// Multipart (with a journal) rather than one PutObject.
+    pub multipart: bool,
+    /// Parts in flight at once (at least 1).
+    pub max_in_flight: u32,
+    /// Retry backoff.
+    pub backoff: Backoff,
+    /// Give up after this long of continuous failure (`None`: never).
+    pub retry_for_ms: Option<u64>,
+    /// Seed for backoff jitter.
+    pub seed: u64,
+}
+
+impl Params {
+    /// Small parameters for examples and tests: a file of `file_len` bytes in parts of
+    /// `part_size`, with default backoff and no retry limit.
+    pub fn new_for_test(file_len: u64, part_size: u64, multipart: bool) -> Params {
+        Params {
+            identity: Identity {
+                endpoint: "http://127.0.0.1:9000".into(),
+                bucket: "b".into(),
+                key: "k".into(),
+                scheme: 0,
+                file_len,
+                mtime_ns: 1,
+                inode: 1,
+                part_size,
+            },
+            geometry: Geometry {
+                file_len,
+                part_size,
+            },
+            multipart,
+            max_in_flight: 1,
+            backoff: Backoff::default(),
+            retry_for_ms: None,
+            seed: 1,
+        }
+    }
+}
+
+/// What the object looks like on the server, from HeadObject.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeadInfo {
+    /// Content-Length.
+    pub len: u64,
+    /// `x-oss-hash-crc64ecma`, when sent.
+    pub crc64: Option<u64>,
+    /// ETag, when sent.
+    pub etag: Option<String>,
+}
+
+/// Something the shell must do. Perform it, then report the matching [`Event`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Sign, send and read one call; report its outcome with the same `id`.
+    Call {
+        /// Correlates the outcome event.
+        id: u64,
+        /// The call.
+        call: Call,
+    },
+    /// Append the record to the journal and fsync it, then report [`Event::Persisted`].
+    Persist(Record),
+    /// Replace the journal atomically with a fresh one (current identity, these records),
+    /// then report [`Event::Persisted`].
+    ResetJournal(Vec<Record>),
+    /// Compute CRC-64 and MD5 of local part `n`, then report [`Event::Digest`].
+    Digest {
+        /// Part number.
+        n: u32,
+    },
+    /// Nothing to start before `until_ms` unless an outstanding call finishes first.
+    Sleep {
+        /// Monotonic deadline in milliseconds.
+        until_ms: u64,
+    },
+    /// Nothing to start until an outstanding call finishes.
+    Wait,
+    /// Finished: the upload is complete, or it cannot continue.
+    Done(Result<Uploaded, GiveUp>),
+}
+
+/// What happened, as the shell reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// Initiate succeeded.
+    Initiated {
+        /// Call id.
+        id: u64,
+        /// The new upload id.
+        upload_id: String,
+    },
+    /// A ListParts page.
+    Listed {
+        /// Call id.
+        id: u64,
+        /// The page.
+        page: PartsPage,
+    },
+    /// UploadPart succeeded.
+    PartSent {
+        /// Call id.
+        id: u64,
+        /// ETag the server returned.
+        etag: String,
+        /// CRC-64 of the bytes we sent.
+        local_crc: u64,
+        /// The server's `x-oss-hash-crc64ecma`, when sent.
+        server_crc: Option<u64>,
+    },
+    /// PutObject succeeded.
+    Put {
+        /// Call id.
+        id: u64,
+        /// ETag.
+        etag: String,
+        /// CRC-64 of the bytes we sent.
+        local_crc: u64,
+        /// The server's CRC-64, when sent.
+        server_crc: Option<u64>,
+    },
+    /// Complete succeeded.
+    Completed {
+        /// Call id.
+        id: u64,
+        /// The object's ETag.
+        etag: String,
+        /// The server's CRC-64 of the whole object, when sent.
+        server_crc: Option<u64>,
+    },
+    /// Abort succeeded (or the upload was already gone).
+    Aborted {
+        /// Call id.
+        id: u64,
+    },
+    /// HeadObject answered; `None` if the object does not exist (404).
+    Head {
+        /// Call id.
+        id: u64,
+        /// What the server has.
+        found: Option<HeadInfo>,
+    },
+    /// A call failed.
+    Failed {
+        /// Call id.
+        id: u64,
+        /// What went wrong.
+        failure: Failure,
+        /// The server's time (Unix seconds) if the answer carried one (error `ServerTime`,
+        /// else the `Date` header).
+        server_time: Option<i64>,
+        /// The local wall clock (Unix seconds, uncorrected) when the answer arrived.
+        local_time: i64,
+    },
+    /// The last Persist or ResetJournal is durable.
+    Persisted,
+    /// Digests of local part `n`.
+    Digest {
+        /// Part number.
+        n: u32,
+        /// CRC-64.
+        crc64: u64,
+        /// MD5.
+        md5: [u8; 16],
+    },
+}
+
+/// A finished upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Uploaded {
+    /// The object's ETag.
+    pub etag: String,
+    /// CRC-64 of the whole object (computed locally, and checked against the server's when
+    /// it sent one).
+    pub crc64: u64,
+    /// Parts in the object (0 for a single PUT).
+    pub parts: u32,
+    /// Parts that a previous run had already uploaded and that were not sent again.
+    pub parts_resumed: u32,
+}
+
+/// Why an upload stopped without finishing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GiveUp {
+    /// A failure that retrying cannot fix (credentials, permissions, configuration).
+    Fatal {
+        /// The failing operation.
+        op: Op,
+        /// The failure.
+        failure: Failure,
+    },
+    /// Retryable failures went on for longer than the retry budget.
+    RetryBudget {
+        /// The failing operation.
+        op: Op,
+        /// The last failure.
+        failure: Failure,
+        /// Failed attempts in the current run of failures.
+        attempts: u32,
+    },
+    /// The server's CRC-64 of the stored object differs from the local bytes.
+    DataMismatch {
+        /// Local CRC-64.
+        local: u64,
+        /// The server's CRC-64.
+        server: u64,
+    },
+}
+
+/// Where a part stands in this run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Part {
+    /// To be sent.
+    Todo,
+    /// The server lists it but the journal does not vouch for it: waiting for local digests.
+    Verify(ListedPart),
+    /// An UploadPart call is outstanding or scheduled.
+    Sending,
+    /// Acknowledged by the server; its record is queued or being persisted.
+    Acked(JournalPart),
+    /// Acknowledged and persisted.
+    Done(JournalPart),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Replacing the journal (fresh upload), then aborting old uploads, then Initiate.
+    Resetting,
+    /// Aborting abandoned uploads before Initiate.
+    Aborting,
+    /// Initiate outstanding.
+    Initiating,
+    /// Paging through ListParts.
+    Listing,
+    /// Computing local digests of server-only parts.
+    Verifying,
+    /// Sending parts.
+    Uploading,
+    /// Completing record and Complete call.
+    Completing,
+    /// HeadObject after NoSuchUpload with a Completing record.
+    Checking,
+    /// Single PutObject.
+    Putting,
+    /// Done was returned.
+    Finished,
+}
+
+/// A call that is outstanding or scheduled.
+#[derive(Debug, Clone)]
+struct Pending {
+    call: Call,
+    /// Failed attempts so far.
+    attempts: u32,
+    /// The previous failure was a clock-skew error (a second one in a row is not believed).
+    skewed: bool,
+}
+
+/// What to do once the outstanding persist is durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AfterPersist {
+    Nothing,
+    /// A fresh journal exists.
+    JournalReset,
+    /// `Started` is durable: start sending.
+    Started,
+    /// The `PartDone` record of part `n` is durable.
+    PartDone(u32),
+    /// `Completing` is durable: send Complete.
+    Completing,
+}
+
+/// The upload state machine. See the module docs.
+#[derive(Debug)]
+pub struct Upload {
+    p: Params,
+    phase: Phase,
+    upload_id: Option<String>,
+    parts: Vec<Part>,
+    /// Parts of the journal replay (by number), used by reconciliation.
+    journal_parts: BTreeMap<u32, JournalPart>,
+    completing_recorded: bool,
+    clock_offset: i64,
+    /// Upload ids to abort before (or instead of) going on.
+    pending_aborts: Vec<String>,
+    /// Records waiting to be persisted, in order, with their follow-ups.
+    persist_queue: VecDeque<(Record, AfterPersist)>,
+    /// A fresh journal to write before anything else.
+    reset_journal: Option<Vec<Record>>,
+    persist_outstanding: Option<AfterPersist>,
+    /// Calls on the wire, by id.
+    in_flight: BTreeMap<u64, Pending>,
+    /// Calls waiting for their backoff, with the time they may go.
+    scheduled: Vec<(u64, Pending)>,
+    next_id: u64,
+    /// When the current run of failures began.
+    failing_since: Option<u64>,
+    listed: Vec<ListedPart>,
+    pages: u32,
+    relists: u32,
+    /// Next part to consider sending (all before it are not `Todo`).
+    cursor: u32,
+    parts_resumed: u32,
+    rng: u64,
+    outcome: Option<Result<Uploaded, GiveUp>>,
+}
+
+impl Upload {
+    /// A machine for `p`, resuming from `replay` when it is the journal of this same upload.
+    ///
+    /// With a multipart upload and no replay (or a replay of another identity, whose upload is
+    /// then aborted), the first action is a [`Action::ResetJournal`].
+    pub fn new(mut p: Params, replay: Option<Replay>) -> Upload {
+        // An empty file cannot be a multipart upload (Complete needs at least one part).
+        if p.geometry.count() == 0 {
+            p.multipart = false;
+        }
+        let count = p.geometry.count() as usize;
+        let mut up = Upload {
+            phase: Phase::Resetting,
+            upload_id: None,
+            parts: vec![Part::Todo; count],
+            journal_parts: BTreeMap::new(),
+            completing_recorded: false,
+            clock_offset: 0,
+            pending_aborts: Vec::new(),
+            persist_queue: VecDeque::new(),
+            reset_journal: None,
+            persist_outstanding: None,
+            in_flight: BTreeMap::new(),
+            scheduled: Vec::new(),
+            next_id: 1,
+            failing_since: None,
+            listed: Vec::new(),
+            pages: 0,
+            relists: 0,
+            cursor: 1,
+            parts_resumed: 0,
+            rng: p.seed | 1,
+            outcome: None,
+            p,
+        };
+        let same = replay.as_ref().is_some_and(|r| r.identity == up.p.identity);
+        let mut old_upload = None;
+        if let Some(r) = replay {
+            let mut aborted = Vec::new();
+            for rec in r.records {
+                match rec {
+                    Record::Started { upload_id } => {
+                        // A new Started supersedes everything recorded for an older upload.
+                        old_upload = Some(upload_id);
+                        up.journal_parts.clear();
+                        up.completing_recorded = false;
+                    }
+                    Record::PartDone {
+                        n,
+                        etag,
+                        crc64,
+                        len,
+                    } => {
+                        up.journal_parts.insert(n, JournalPart { etag, crc64, len });
+                    }
+                    Record::Completing => up.completing_recorded = true,
+                    Record::ClockOffset { secs } => up.clock_offset = secs,
+                    Record::AbortPending { upload_id } => up.pending_aborts.push(upload_id),
+                    Record::Aborted { upload_id } => aborted.push(upload_id),
+                }
+            }
+            up.pending_aborts.retain(|id| !aborted.contains(id));
+        }
+        if same && up.p.multipart {
+            if let Some(id) = old_upload {
+                up.upload_id = Some(id);
+                up.start_listing();
+                // Uploads abandoned earlier are aborted alongside (best effort; their
+                // AbortPending records stay until an abort succeeds).
+                for id in up.pending_aborts.clone() {
+                    up.schedule(Call::Abort { upload_id: id }, 0);
+                }
+            } else {
+                // The journal exists but Initiate never succeeded.
+                up.after_aborts();
+            }
+        } else {
+            // Another file, part size or destination (or a switch to a single PUT): whatever
+            // upload the journal names is abandoned, so it is aborted.
+            if let Some(id) = old_upload {
+                if !up.pending_aborts.contains(&id) {
+                    up.pending_aborts.push(id);
+                }
+            }
+            up.journal_parts.clear();
+            up.completing_recorded = false;
+            if up.p.multipart {
+                up.fresh_journal();
+            } else {
+                up.phase = Phase::Putting;
+                // Single PUTs keep no journal, so abandoned uploads are aborted right away
+                // (best effort) before the PUT.
+                for id in up.pending_aborts.clone() {
+                    up.schedule(Call::Abort { upload_id: id }, 0);
+                }
+                let len = up.p.geometry.file_len;
+                up.schedule(Call::PutObject { len }, 0);
+            }
+        }
+        up
+    }
+
+    /// Seconds to add to the local clock when signing (learned from the server, or replayed).
+    pub fn clock_offset(&self) -> i64 {
+        self.clock_offset
+    }
+
+    /// The current upload id, if any.
+    pub fn upload_id(&self) -> Option<&str> {
+        self.upload_id.as_deref()
+    }
+
+    /// Bytes of parts acknowledged by the server (for progress).
+    pub fn bytes_done(&self) -> u64 {
+        self.parts
+            .iter()
+            .map(|p| match p {
+                Part::Acked(j) | Part::Done(j) => j.len,
+                _ => 0,
+            })
+            .sum()
+    }
+
+    /// Total bytes of the upload.
+    pub fn bytes_total(&self) -> u64 {
+        self.p.geometry.file_len
+    }
+
+    /// Calls currently on the wire.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    fn fresh_journal(&mut self) {
+        self.phase = Phase::Resetting;
+        self.upload_id = None;
+        self.in_flight.clear();
+        self.scheduled.clear();
+        self.persist_queue.clear();
+        self.parts = vec![Part::Todo; self.p.geometry.count() as usize];
+        self.cursor = 1;
+        self.journal_parts.clear();
+        self.completing_recorded = false;
+        let mut records = Vec::new();
+        if self.clock_offset != 0 {
+            records.push(Record::ClockOffset {
+                secs: self.clock_offset,
+            });
+        }
+        for id in &self.pending_aborts {
+            records.push(Record::AbortPending {
+                upload_id: id.clone(),
+            });
+        }
+        self.reset_journal = Some(records);
+    }
+
+    fn start_listing(&mut self) {
+        self.phase = Phase::Listing;
+        self.listed.clear();
+        self.pages = 0;
+        self.in_flight.clear();
+        self.scheduled.clear();
+        let upload_id = self.upload_id.clone().unwrap_or_default();
+        self.schedule(
+            Call::ListParts {
+                upload_id,
+                marker: 0,
+                max_parts: LIST_PAGE,
+            },
+            0,
+        );
+    }
+
+    fn after_aborts(&mut self) {
+        if let Some(id) = self.pending_aborts.first().cloned() {
+            self.phase = Phase::Aborting;
+            self.schedule(Call::Abort { upload_id: id }, 0);
+        } else {
+            self.phase = Phase::Initiating;
+            self.schedule(Call::Initiate, 0);
+        }
+    }
+
+    fn schedule(&mut self, call: Call, at_ms: u64) {
+        self.scheduled.push((
+            at_ms,
+            Pending {
+                call,
+                attempts: 0,
+                skewed: false,
+            },
+        ));
+    }
+
+    fn finish(&mut self, r: Result<Uploaded, GiveUp>) {
+        self.phase = Phase::Finished;
+        self.in_flight.clear();
+        self.scheduled.clear();
+        self.outcome = Some(r);
+    }
+
+    fn next_jitter(&mut self) -> u64 {
+        // xorshift64*: deterministic for a given seed, which keeps simulations repeatable.
+        let mut x = self.rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// The next thing to do at monotonic time `now_ms`. Call it until it returns `Sleep`,
+    /// `Wait` or `Done`; perform each action and report its event with [`Upload::handle`].
+    pub fn poll_action(&mut self, now_ms: u64) -> Action {
+        if let Some(o) = &self.outcome {
+            return Action::Done(o.clone());
+        }
+        if self.persist_outstanding.is_some() {
+            return Action::Wait;
+        }
+        if let Some(records) = self.reset_journal.take() {
+            self.persist_outstanding = Some(AfterPersist::JournalReset);
+            return Action::ResetJournal(records);
+        }
+        if let Some((rec, after)) = self.persist_queue.pop_front() {
+            self.persist_outstanding = Some(after);
+            return Action::Persist(rec);
+        }
+        if self.phase == Phase::Verifying {
+            if let Some(n) = self.parts.iter().position(|p| matches!(p, Part::Verify(_))) {
+                // Digests are computed one at a time; Verify parts turn into Done or Todo.
+                return Action::Digest { n: n as u32 + 1 };
+            }
+            self.phase = Phase::Uploading;
+            self.cursor = 1;
+        }
+        if self.phase == Phase::Uploading {
+            self.fill_parts();
+            if self.in_flight.is_empty()
+                && self.scheduled.is_empty()
+                && self.parts.iter().all(|p| matches!(p, Part::Done(_)))
+            {
+                self.phase = Phase::Completing;
+                if self.completing_recorded {
+                    self.send_complete();
+                } else {
+                    self.persist_outstanding = Some(AfterPersist::Completing);
+                    return Action::Persist(Record::Completing);
+                }
+            }
+        }
+        // Start the earliest scheduled call that is due and fits.
+        let limit = self.p.max_in_flight.max(1) as usize;
+        if self.in_flight.len() < limit {
+            if let Some(i) = self
+                .scheduled
+                .iter()
+                .enumerate()
+                .filter(|(_, (at, _))| *at <= now_ms)
+                .min_by_key(|(_, (at, _))| *at)
+                .map(|(i, _)| i)
+            {
+                let (_, pending) = self.scheduled.swap_remove(i);
+                let id = self.next_id;
+                self.next_id += 1;
+                let call = pending.call.clone();
+                self.in_flight.insert(id, pending);
+                return Action::Call { id, call };
+            }
+        }
+        if self.in_flight.len() < limit {
+            if let Some(at) = self.scheduled.iter().map(|(at, _)| *at).min() {
+                return Action::Sleep { until_ms: at };
+            }
+        }
+        Action::Wait
+    }
+
+    /// Schedules UploadPart calls for `Todo` parts, keeping at most `max_in_flight` parts
+    /// outstanding or scheduled.
+    fn fill_parts(&mut self) {
+        let limit = self.p.max_in_flight.max(1) as usize;
+        let count = self.p.geometry.count();
+        while self.in_flight.len() + self.scheduled.len() < limit && self.cursor <= count {
+            let n = self.cursor;
+            self.cursor += 1;
+            if self.parts[n as usize - 1] == Part::Todo {
+                self.parts[n as usize - 1] = Part::Sending;
+                let (offset, len) = self.p.geometry.part(n);
+                let upload_id = self.upload_id.clone().unwrap_or_default();
+                self.schedule(
+                    Call::UploadPart {
+                        upload_id,
+                        n,
+                        offset,
+                        len,
+                    },
+                    0,
+                );
+            }
+        }
+    }
+
+    fn combined_crc(&self) -> u64 {
+        self.parts.iter().fold(0, |acc, p| match p {
+            Part::Done(j) | Part::Acked(j) => crc64::combine(acc, j.crc64, j.len),
+            _ => acc,
+        })
+    }
+
+    fn send_complete(&mut self) {
+        let parts = self
+            .parts
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| match p {
+                Part::Done(j) => Some((i as u32 + 1, j.etag.to_text())),
+                _ => None,
+            })
+            .collect();
+        let upload_id = self.upload_id.clone().unwrap_or_default();
+        self.schedule(Call::Complete { upload_id, parts }, 0);
+    }
+
+    /// Reports what happened, at monotonic time `now_ms`.
+    pub fn handle(&mut self, event: Event, now_ms: u64) {
+        if self.outcome.is_some() {
+            return;
+        }
+        match event {
+            Event::Persisted => self.on_persisted(),
+            Event::Digest { n, crc64, md5 } => self.on_digest(n, crc64, md5),
+            Event::Failed {
+                id,
+                failure,
+                server_time,
+                local_time,
+            } => {
+                if let Some(pending) = self.in_flight.remove(&id) {
+                    self.on_failed(pending, failure, server_time, local_time, now_ms);
+                }
+            }
+            ev => {
+                let id = match &ev {
+                    Event::Initiated { id, .. }
+                    | Event::Listed { id, .. }
+                    | Event::PartSent { id, .. }
+                    | Event::Put { id, .. }
+                    | Event::Completed { id, .. }
+                    | Event::Aborted { id }
+                    | Event::Head { id, .. } => *id,
+                    Event::Persisted | Event::Digest { .. } | Event::Failed { .. } => return,
+                };
+                // Answers to calls from an abandoned generation (after a restart) are stale.
+                let Some(pending) = self.in_flight.remove(&id) else {
+                    return;
+                };
+                self.failing_since = None;
+                self.on_success(pending, ev, now_ms);
+            }
+        }
+    }
+
+    fn on_persisted(&mut self) {
+        let Some(after) = self.persist_outstanding.take() else {
+            return;
+        };
+        match after {
+            AfterPersist::Nothing => {}
+            AfterPersist::JournalReset => self.after_aborts(),
+            AfterPersist::Started => {
+                self.phase = Phase::Uploading;
+                self.cursor = 1;
+            }
+            AfterPersist::PartDone(n) => {
+                if let Some(Part::Acked(j)) = self.parts.get(n as usize - 1).cloned() {
+                    self.parts[n as usize - 1] = Part::Done(j);
+                }
+            }
+            AfterPersist::Completing => {
+                self.completing_recorded = true;
+                self.send_complete();
+            }
+        }
+    }
+
+    fn on_digest(&mut self, n: u32, crc64: u64, md5: [u8; 16]) {
+        let Some(Part::Verify(s)) = self.parts.get(n as usize - 1).cloned() else {
+            return;
+        };
+        if reconcile::local_matches(&s, crc64, &md5) {
+            let j = JournalPart {
+                etag: Etag::from_text(&s.etag),
+                crc64,
+                len: s.size,
+            };
+            self.parts_resumed += 1;
+            self.adopt(n, j);
+        } else {
+            self.parts[n as usize - 1] = Part::Todo;
+        }
+    }
+
+    /// Marks part `n` acknowledged and queues its record.
+    fn adopt(&mut self, n: u32, j: JournalPart) {
+        let rec = Record::PartDone {
+            n,
+            etag: j.etag.clone(),
+            crc64: j.crc64,
+            len: j.len,
+        };
+        self.parts[n as usize - 1] = Part::Acked(j);
+        self.persist_queue
+            .push_back((rec, AfterPersist::PartDone(n)));
+    }
+
+    fn on_success(&mut self, pending: Pending, ev: Event, now_ms: u64) {
+        match (pending.call, ev) {
+            (Call::Initiate, Event::Initiated { upload_id, .. }) => {
+                self.upload_id = Some(upload_id.clone());
+                self.persist_queue
+                    .push_back((Record::Started { upload_id }, AfterPersist::Started));
+            }
+            (Call::Abort { upload_id }, Event::Aborted { .. }) => self.abort_done(upload_id),
+            (Call::ListParts { marker, .. }, Event::Listed { page, .. }) => {
+                self.pages += 1;
+                let last = page.parts.iter().map(|p| p.n).max();
+                self.listed.extend(page.parts);
+                let next = page.next_marker.or(last).filter(|m| *m > marker);
+                match next {
+                    Some(m) if page.truncated && self.pages < MAX_PAGES => {
+                        let upload_id = self.upload_id.clone().unwrap_or_default();
+                        self.schedule(
+                            Call::ListParts {
+                                upload_id,
+                                marker: m,
+                                max_parts: LIST_PAGE,
+                            },
+                            now_ms,
+                        );
+                    }
+                    _ => self.reconcile(),
+                }
+            }
+            (
+                Call::UploadPart { n, len, .. },
+                Event::PartSent {
+                    etag,
+                    local_crc,
+                    server_crc,
+                    ..
+                },
+            ) => {
+                if server_crc.is_some_and(|c| c != local_crc) {
+                    // The server stored other bytes than we sent: send the part again.
+                    let p = Pending {
+                        call: self.part_call(n),
+                        attempts: pending.attempts,
+                        skewed: false,
+                    };
+                    self.retry_later(p, Failure::CrcMismatch, now_ms);
+                    return;
+                }
+                self.adopt(
+                    n,
+                    JournalPart {
+                        etag: Etag::from_text(&etag),
+                        crc64: local_crc,
+                        len,
+                    },
+                );
+            }
+            (
+                Call::Complete { .. },
+                Event::Completed {
+                    etag, server_crc, ..
+                },
+            ) => {
+                let local = self.combined_crc();
+                match server_crc {
+                    Some(server) if server != local => {
+                        self.finish(Err(GiveUp::DataMismatch { local, server }))
+                    }
+                    _ => self.finish(Ok(self.uploaded(etag, local))),
+                }
+            }
+            (Call::HeadObject, Event::Head { found, .. }) => {
+                let local = self.combined_crc();
+                let ok = found.as_ref().is_some_and(|h| {
+                    h.len == self.p.geometry.file_len
+                        && (h.crc64 == Some(local)
+                            || (h.crc64.is_none()
+                                && h.etag
+                                    .as_deref()
+                                    .is_some_and(|e| self.multipart_etag_matches(e))))
+                });
+                if ok {
+                    let etag = found.and_then(|h| h.etag).unwrap_or_default();
+                    self.finish(Ok(self.uploaded(etag, local)));
+                } else {
+                    // The Complete never happened (or someone replaced the object): start over.
+                    self.fresh_journal();
+                }
+            }
+            (
+                Call::PutObject { .. },
+                Event::Put {
+                    etag,
+                    local_crc,
+                    server_crc,
+                    ..
+                },
+            ) => match server_crc {
+                Some(server) if server != local_crc => self.finish(Err(GiveUp::DataMismatch {
+                    local: local_crc,
+                    server,
+                })),
+                _ => self.finish(Ok(Uploaded {
+                    etag,
+                    crc64: local_crc,
+                    parts: 0,
+                    parts_resumed: 0,
+                })),
+            },
+            (call, _) => {
+                // An answer that does not fit the call is a malformed response.
+                let p = Pending {
+                    call,
+                    attempts: pending.attempts,
+                    skewed: false,
+                };
+                self.retry_later(p, Failure::Malformed, now_ms);
+            }
+        }
+    }
+
+    fn uploaded(&self, etag: String, crc64: u64) -> Uploaded {
+        Uploaded {
+            etag,
+            crc64,
+            parts: self.p.geometry.count(),
+            parts_resumed: self.parts_resumed,
+        }
+    }
+
+    /// S3's multipart ETag is the MD5 of the concatenated part MD5s, `-N`: lets HeadObject
+    /// confirm a completed upload on stores that send no CRC-64.
+    fn multipart_etag_matches(&self, etag: &str) -> bool {
+        use md5::{Digest, Md5};
+        let mut h = Md5::new();
+        for p in &self.parts {
+            match p {
+                Part::Done(JournalPart {
+                    etag: Etag::Md5 { bytes, .. },
+                    ..
+                }) => h.update(bytes),
+                _ => return false,
+            }
+        }
+        let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        reconcile::etag_eq(etag, &format!("{hex}-{}", self.parts.len()))
+    }
+
+    fn part_call(&self, n: u32) -> Call {
+        let (offset, len) = self.p.geometry.part(n);
+        let upload_id = self.upload_id.clone().unwrap_or_default();
+        Call::UploadPart {
+            upload_id,
+            n,
+            offset,
+            len,
+        }
+    }
+
+    fn reconcile(&mut self) {
+        let plan = reconcile::reconcile(&self.p.geometry, &self.journal_parts, &self.listed);
+        self.listed.clear();
+        let mut resumed = 0;
+        for (i, step) in plan.into_iter().enumerate() {
+            self.parts[i] = match step {
+                Plan::Done(j) => {
+                    resumed += 1;
+                    Part::Done(j)
+                }
+                Plan::Verify(s) => Part::Verify(s),
+                Plan::Send => Part::Todo,
+            };
+        }
+        self.parts_resumed = resumed;
+        self.cursor = 1;
+        self.phase = Phase::Verifying;
+    }
+
+    fn retry_later(&mut self, mut p: Pending, failure: Failure, now_ms: u64) {
+        p.attempts += 1;
+        let since = *self.failing_since.get_or_insert(now_ms);
+        if let Some(budget) = self.p.retry_for_ms {
+            if now_ms.saturating_sub(since) >= budget {
+                let op = p.call.op();
+                self.finish(Err(GiveUp::RetryBudget {
+                    op,
+                    failure,
+                    attempts: p.attempts,
+                }));
+                return;
+            }
+        }
+        let jitter = self.next_jitter();
+        let delay = self.p.backoff.delay_ms(p.attempts, jitter);
+        self.scheduled.push((now_ms.saturating_add(delay), p));
+    }
+
+    fn on_failed(
+        &mut self,
+        mut pending: Pending,
+        failure: Failure,
+        server_time: Option<i64>,
+        local_time: i64,
+        now_ms: u64,
+    ) {
+        let op = pending.call.op();
+        let was_skewed = std::mem::replace(&mut pending.skewed, false);
+        match retry::classify(op, &failure) {
+            Verdict::Retry => self.retry_later(pending, failure, now_ms),
+            Verdict::FixClock => match server_time.filter(|t| *t >= MIN_SANE_UNIX) {
+                Some(t) if !was_skewed => {
+                    self.clock_offset = t - local_time;
+                    // Multipart uploads always have a journal by now (ResetJournal comes
+                    // first), so a restarted process signs right from its first request.
+                    if self.p.multipart {
+                        let rec = Record::ClockOffset {
+                            secs: self.clock_offset,
+                        };
+                        self.persist_queue.push_back((rec, AfterPersist::Nothing));
+                    }
+                    pending.skewed = true;
+                    self.scheduled.push((now_ms, pending));
+                }
+                _ => self.retry_later(pending, failure, now_ms),
+            },
+            Verdict::UploadGone => match pending.call {
+                // Already gone: that is what we wanted.
+                Call::Abort { upload_id } => self.abort_done(upload_id),
+                _ if self.completing_recorded => {
+                    // Complete may have succeeded with its answer lost: look at the object,
+                    // judged by the parts the journal recorded.
+                    for n in 1..=self.p.geometry.count() {
+                        if let Some(j) = self.journal_parts.get(&n) {
+                            if !matches!(self.parts[n as usize - 1], Part::Done(_)) {
+                                self.parts[n as usize - 1] = Part::Done(j.clone());
+                            }
+                        }
+                    }
+                    self.in_flight.clear();
+                    self.scheduled.clear();
+                    self.phase = Phase::Checking;
+                    self.schedule(Call::HeadObject, now_ms);
+                }
+                _ => self.fresh_journal(),
+            },
+            Verdict::Relist => {
+                self.relists += 1;
+                if self.relists > MAX_RELISTS {
+                    self.finish(Err(GiveUp::Fatal { op, failure }));
+                } else {
+                    self.completing_recorded = false;
+                    self.journal_parts = self
+                        .parts
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(i, p)| match p {
+                            Part::Done(j) => Some((i as u32 + 1, j.clone())),
+                            _ => None,
+                        })
+                        .collect();
+                    self.start_listing();
+                }
+            }
+            Verdict::Fatal => match pending.call {
+                Call::Abort { upload_id } => {
+                    // An abort we cannot do (e.g. no permission) must not block the upload;
+                    // its AbortPending record stays, so a later run tries again.
+                    self.pending_aborts.retain(|id| *id != upload_id);
+                    if self.phase == Phase::Aborting {
+                        self.after_aborts();
+                    }
+                }
+                _ => self.finish(Err(GiveUp::Fatal { op, failure })),
+            },
+        }
+    }
+
+    fn abort_done(&mut self, upload_id: String) {
+        self.pending_aborts.retain(|id| *id != upload_id);
+        if self.p.multipart {
+            self.persist_queue
+                .push_back((Record::Aborted { upload_id }, AfterPersist::Nothing));
+            if self.phase == Phase::Aborting {
+                self.after_aborts();
+            }
+        }
+    }
+}

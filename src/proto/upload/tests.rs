@@ -1,0 +1,1197 @@
+//! Scenario tests (one rule each) and a deterministic simulator that runs the machine against
+//! an in-memory OSS with random faults, clock skew, reordered answers and crash points.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use md5::{Digest, Md5};
+
+use super::*;
+use crate::proto::checkpoint::{self, encode_record};
+use crate::proto::xml::PartsPage;
+
+const SERVER_NOW: i64 = 1_800_000_000;
+
+fn md5_hex(data: &[u8]) -> String {
+    Md5::digest(data)
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect()
+}
+
+fn etag_of(data: &[u8]) -> String {
+    format!("\"{}\"", md5_hex(data))
+}
+
+fn file_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+fn params(file_len: u64, part_size: u64, jobs: u32) -> Params {
+    let mut p = Params::new_for_test(file_len, part_size, true);
+    p.max_in_flight = jobs;
+    p.backoff = Backoff {
+        base_ms: 10,
+        cap_ms: 1000,
+    };
+    p
+}
+
+fn replay_of(p: &Params, records: &[Record]) -> Replay {
+    Replay {
+        identity: p.identity.clone(),
+        records: records.to_vec(),
+        valid_len: 0,
+    }
+}
+
+fn failed(id: u64, status: u16, code: &str) -> Event {
+    Event::Failed {
+        id,
+        failure: Failure::Status {
+            status,
+            code: Some(code.to_string()),
+        },
+        server_time: None,
+        local_time: SERVER_NOW,
+    }
+}
+
+/// Drives `up` until it asks for something other than persisting, which is acknowledged.
+fn next_call(up: &mut Upload, now: u64, persisted: &mut Vec<Record>) -> Action {
+    loop {
+        match up.poll_action(now) {
+            Action::Persist(r) => {
+                persisted.push(r);
+                up.handle(Event::Persisted, now);
+            }
+            Action::ResetJournal(rs) => {
+                persisted.clear();
+                persisted.extend(rs);
+                up.handle(Event::Persisted, now);
+            }
+            a => return a,
+        }
+    }
+}
+
+fn expect_call(a: Action) -> (u64, Call) {
+    match a {
+        Action::Call { id, call } => (id, call),
+        other => panic!("expected a call, got {other:?}"),
+    }
+}
+
+#[test]
+fn fresh_upload_order_of_actions() {
+    let file = file_bytes(250, 1);
+    let p = params(250, 100, 1);
+    let mut up = Upload::new(p, None);
+    assert_eq!(up.poll_action(0), Action::ResetJournal(vec![]));
+    assert_eq!(
+        up.poll_action(0),
+        Action::Wait,
+        "nothing before the journal is durable"
+    );
+    up.handle(Event::Persisted, 0);
+    let (id, call) = expect_call(up.poll_action(0));
+    assert_eq!(call, Call::Initiate);
+    up.handle(
+        Event::Initiated {
+            id,
+            upload_id: "U".into(),
+        },
+        0,
+    );
+    assert_eq!(
+        up.poll_action(0),
+        Action::Persist(Record::Started {
+            upload_id: "U".into()
+        })
+    );
+    // No part goes out before Started is durable.
+    assert_eq!(up.poll_action(0), Action::Wait);
+    up.handle(Event::Persisted, 0);
+    for n in 1..=3u32 {
+        let (id, call) = expect_call(up.poll_action(0));
+        let Call::UploadPart {
+            n: got,
+            offset,
+            len,
+            ..
+        } = call
+        else {
+            panic!("{call:?}")
+        };
+        assert_eq!(got, n);
+        let data = &file[offset as usize..(offset + len) as usize];
+        let crc = crc64::update(0, data);
+        assert_eq!(
+            up.poll_action(0),
+            Action::Wait,
+            "one part in flight with jobs=1"
+        );
+        up.handle(
+            Event::PartSent {
+                id,
+                etag: etag_of(data),
+                local_crc: crc,
+                server_crc: Some(crc),
+            },
+            0,
+        );
+        let Action::Persist(Record::PartDone {
+            n: pn, crc64: pc, ..
+        }) = up.poll_action(0)
+        else {
+            panic!("the ack must be persisted before anything else")
+        };
+        assert_eq!((pn, pc), (n, crc));
+        up.handle(Event::Persisted, 0);
+    }
+    assert_eq!(up.poll_action(0), Action::Persist(Record::Completing));
+    up.handle(Event::Persisted, 0);
+    let (id, call) = expect_call(up.poll_action(0));
+    let Call::Complete { parts, .. } = call else {
+        panic!()
+    };
+    assert_eq!(parts.iter().map(|p| p.0).collect::<Vec<_>>(), vec![1, 2, 3]);
+    let crc = crc64::update(0, &file);
+    up.handle(
+        Event::Completed {
+            id,
+            etag: "\"X-3\"".into(),
+            server_crc: Some(crc),
+        },
+        0,
+    );
+    let Action::Done(Ok(u)) = up.poll_action(0) else {
+        panic!()
+    };
+    assert_eq!((u.crc64, u.parts, u.parts_resumed), (crc, 3, 0));
+}
+
+#[test]
+fn jobs_bound_parts_in_flight() {
+    let p = params(1000, 100, 4);
+    let mut up = Upload::new(p, None);
+    let mut log = Vec::new();
+    let (id, _) = expect_call(next_call(&mut up, 0, &mut log));
+    up.handle(
+        Event::Initiated {
+            id,
+            upload_id: "U".into(),
+        },
+        0,
+    );
+    let mut ids = Vec::new();
+    loop {
+        match next_call(&mut up, 0, &mut log) {
+            Action::Call {
+                id,
+                call: Call::UploadPart { .. },
+            } => ids.push(id),
+            Action::Wait => break,
+            a => panic!("{a:?}"),
+        }
+    }
+    assert_eq!(ids.len(), 4);
+    assert_eq!(up.in_flight(), 4);
+}
+
+#[test]
+fn restart_trusts_agreeing_parts_verifies_server_only_and_resends_journal_only() {
+    let file = file_bytes(400, 2);
+    let p = params(400, 100, 1);
+    let part = |n: u32| &file[(n as usize - 1) * 100..n as usize * 100];
+    let rec = |n: u32| Record::PartDone {
+        n,
+        etag: Etag::from_text(&etag_of(part(n))),
+        crc64: crc64::update(0, part(n)),
+        len: 100,
+    };
+    let records = vec![
+        Record::Started {
+            upload_id: "U".into(),
+        },
+        rec(1),
+        rec(2),
+    ];
+    let mut up = Upload::new(p.clone(), Some(replay_of(&p, &records)));
+    let mut log = Vec::new();
+    let (id, call) = expect_call(next_call(&mut up, 0, &mut log));
+    assert!(matches!(call, Call::ListParts { marker: 0, .. }));
+    let listed = |n: u32, data: &[u8]| ListedPart {
+        n,
+        etag: etag_of(data),
+        size: 100,
+        crc64: Some(crc64::update(0, data)),
+    };
+    // Part 1: both agree. Part 2: journal only. Part 3: server only, matches the file.
+    // Part 4: server only, other bytes.
+    let page = PartsPage {
+        parts: vec![
+            listed(1, part(1)),
+            listed(3, part(3)),
+            listed(4, &[9u8; 100]),
+        ],
+        truncated: false,
+        next_marker: None,
+    };
+    up.handle(Event::Listed { id, page }, 0);
+    let mut digests = Vec::new();
+    let mut sent = Vec::new();
+    loop {
+        match next_call(&mut up, 0, &mut log) {
+            Action::Digest { n } => {
+                digests.push(n);
+                let d = part(n);
+                let md5: [u8; 16] = Md5::digest(d).into();
+                up.handle(
+                    Event::Digest {
+                        n,
+                        crc64: crc64::update(0, d),
+                        md5,
+                    },
+                    0,
+                );
+            }
+            Action::Call {
+                id,
+                call: Call::UploadPart { n, .. },
+            } => {
+                sent.push(n);
+                let d = part(n);
+                let c = crc64::update(0, d);
+                up.handle(
+                    Event::PartSent {
+                        id,
+                        etag: etag_of(d),
+                        local_crc: c,
+                        server_crc: Some(c),
+                    },
+                    0,
+                );
+            }
+            Action::Call {
+                call: Call::Complete { parts, .. },
+                ..
+            } => {
+                assert_eq!(parts.len(), 4);
+                break;
+            }
+            a => panic!("{a:?}"),
+        }
+    }
+    assert_eq!(
+        digests,
+        vec![3, 4],
+        "only server-only parts are checked against local bytes"
+    );
+    assert_eq!(
+        sent,
+        vec![2, 4],
+        "journal-only and mismatching parts are sent again"
+    );
+    assert!(log.contains(&rec(3)), "an adopted part is journaled");
+}
+
+#[test]
+fn list_parts_follows_every_page() {
+    let p = params(300, 100, 1);
+    let records = vec![Record::Started {
+        upload_id: "U".into(),
+    }];
+    let mut up = Upload::new(p.clone(), Some(replay_of(&p, &records)));
+    let mut log = Vec::new();
+    let (id, _) = expect_call(next_call(&mut up, 0, &mut log));
+    let lp = |n| ListedPart {
+        n,
+        etag: "\"E\"".into(),
+        size: 100,
+        crc64: None,
+    };
+    up.handle(
+        Event::Listed {
+            id,
+            page: PartsPage {
+                parts: vec![lp(1)],
+                truncated: true,
+                next_marker: Some(1),
+            },
+        },
+        0,
+    );
+    let (id, call) = expect_call(next_call(&mut up, 0, &mut log));
+    assert!(
+        matches!(call, Call::ListParts { marker: 1, .. }),
+        "{call:?}"
+    );
+    up.handle(
+        Event::Listed {
+            id,
+            page: PartsPage {
+                parts: vec![lp(2)],
+                truncated: false,
+                next_marker: Some(2),
+            },
+        },
+        0,
+    );
+    assert_eq!(next_call(&mut up, 0, &mut log), Action::Digest { n: 1 });
+}
+
+#[test]
+fn no_such_upload_with_completing_checks_the_object() {
+    let file = file_bytes(200, 3);
+    let p = params(200, 100, 1);
+    let rec = |n: u32| {
+        let d = &file[(n as usize - 1) * 100..n as usize * 100];
+        Record::PartDone {
+            n,
+            etag: Etag::from_text(&etag_of(d)),
+            crc64: crc64::update(0, d),
+            len: 100,
+        }
+    };
+    let records = vec![
+        Record::Started {
+            upload_id: "U".into(),
+        },
+        rec(1),
+        rec(2),
+        Record::Completing,
+    ];
+    let mut up = Upload::new(p.clone(), Some(replay_of(&p, &records)));
+    let mut log = Vec::new();
+    let (id, _) = expect_call(next_call(&mut up, 0, &mut log));
+    up.handle(failed(id, 404, "NoSuchUpload"), 0);
+    let (id, call) = expect_call(next_call(&mut up, 0, &mut log));
+    assert_eq!(call, Call::HeadObject);
+    let found = HeadInfo {
+        len: 200,
+        crc64: Some(crc64::update(0, &file)),
+        etag: Some("\"Z\"".into()),
+    };
+    up.handle(
+        Event::Head {
+            id,
+            found: Some(found),
+        },
+        0,
+    );
+    assert!(matches!(up.poll_action(0), Action::Done(Ok(_))));
+
+    // The same, but the object is not there: a fresh upload.
+    let mut up = Upload::new(p.clone(), Some(replay_of(&p, &records)));
+    let (id, _) = expect_call(next_call(&mut up, 0, &mut log));
+    up.handle(failed(id, 404, "NoSuchUpload"), 0);
+    let (id, _) = expect_call(next_call(&mut up, 0, &mut log));
+    up.handle(Event::Head { id, found: None }, 0);
+    assert!(matches!(up.poll_action(0), Action::ResetJournal(_)));
+}
+
+#[test]
+fn no_such_upload_without_completing_starts_fresh() {
+    let p = params(200, 100, 1);
+    let records = vec![Record::Started {
+        upload_id: "U".into(),
+    }];
+    let mut up = Upload::new(p.clone(), Some(replay_of(&p, &records)));
+    let mut log = Vec::new();
+    let (id, _) = expect_call(next_call(&mut up, 0, &mut log));
+    up.handle(failed(id, 404, "NoSuchUpload"), 0);
+    assert_eq!(up.poll_action(0), Action::ResetJournal(vec![]));
+    up.handle(Event::Persisted, 0);
+    assert_eq!(expect_call(up.poll_action(0)).1, Call::Initiate);
+}
+
+#[test]
+fn changed_identity_aborts_the_old_upload_and_starts_fresh() {
+    let p = params(200, 100, 1);
+    let mut old = p.clone();
+    old.identity.mtime_ns += 1;
+    let records = vec![
+        Record::ClockOffset { secs: 5 },
+        Record::Started {
+            upload_id: "OLD".into(),
+        },
+    ];
+    let mut up = Upload::new(p.clone(), Some(replay_of(&old, &records)));
+    assert_eq!(
+        up.poll_action(0),
+        Action::ResetJournal(vec![
+            Record::ClockOffset { secs: 5 },
+            Record::AbortPending {
+                upload_id: "OLD".into()
+            }
+        ])
+    );
+    up.handle(Event::Persisted, 0);
+    let (id, call) = expect_call(up.poll_action(0));
+    assert_eq!(
+        call,
+        Call::Abort {
+            upload_id: "OLD".into()
+        }
+    );
+    up.handle(Event::Aborted { id }, 0);
+    assert_eq!(
+        up.poll_action(0),
+        Action::Persist(Record::Aborted {
+            upload_id: "OLD".into()
+        })
+    );
+    up.handle(Event::Persisted, 0);
+    assert_eq!(expect_call(up.poll_action(0)).1, Call::Initiate);
+    assert_eq!(up.clock_offset(), 5, "the clock offset survives a reset");
+
+    // A changed part size is an identity change too.
+    let mut other = p.clone();
+    other.identity.part_size = 200;
+    let up = Upload::new(p.clone(), Some(replay_of(&other, &records)));
+    assert!(up.pending_aborts.contains(&"OLD".to_string()));
+}
+
+#[test]
+fn whole_object_crc_mismatch_is_reported() {
+    let p = params(100, 100, 1);
+    let mut up = Upload::new(p, None);
+    let mut log = Vec::new();
+    let (id, _) = expect_call(next_call(&mut up, 0, &mut log));
+    up.handle(
+        Event::Initiated {
+            id,
+            upload_id: "U".into(),
+        },
+        0,
+    );
+    let (id, _) = expect_call(next_call(&mut up, 0, &mut log));
+    up.handle(
+        Event::PartSent {
+            id,
+            etag: "\"E\"".into(),
+            local_crc: 7,
+            server_crc: Some(7),
+        },
+        0,
+    );
+    let (id, _) = expect_call(next_call(&mut up, 0, &mut log));
+    up.handle(
+        Event::Completed {
+            id,
+            etag: "\"E\"".into(),
+            server_crc: Some(8),
+        },
+        0,
+    );
+    assert_eq!(
+        up.poll_action(0),
+        Action::Done(Err(GiveUp::DataMismatch {
+            local: 7,
+            server: 8
+        }))
+    );
+}
+
+#[test]
+fn part_crc_mismatch_resends_the_part() {
+    let p = params(100, 100, 1);
+    let mut up = Upload::new(p, None);
+    let mut log = Vec::new();
+    let (id, _) = expect_call(next_call(&mut up, 0, &mut log));
+    up.handle(
+        Event::Initiated {
+            id,
+            upload_id: "U".into(),
+        },
+        0,
+    );
+    let (id, _) = expect_call(next_call(&mut up, 0, &mut log));
+    up.handle(
+        Event::PartSent {
+            id,
+            etag: "\"E\"".into(),
+            local_crc: 7,
+            server_crc: Some(9),
+        },
+        0,
+    );
+    assert!(!log.iter().any(|r| matches!(r, Record::PartDone { .. })));
+    let Action::Sleep { until_ms } = next_call(&mut up, 0, &mut log) else {
+        panic!()
+    };
+    let (_, call) = expect_call(next_call(&mut up, until_ms, &mut log));
+    assert!(matches!(call, Call::UploadPart { n: 1, .. }));
+}
+
+#[test]
+fn clock_skew_is_corrected_once_and_persisted() {
+    let p = params(100, 100, 1);
+    let mut up = Upload::new(p, None);
+    let mut log = Vec::new();
+    let (id, _) = expect_call(next_call(&mut up, 0, &mut log));
+    let skew = |id, server| Event::Failed {
+        id,
+        failure: Failure::Status {
+            status: 403,
+            code: Some("RequestTimeTooSkewed".into()),
+        },
+        server_time: server,
+        local_time: SERVER_NOW - 7200,
+    };
+    up.handle(skew(id, Some(SERVER_NOW)), 0);
+    // Retried at once (no backoff), after the offset is durable.
+    assert_eq!(
+        up.poll_action(0),
+        Action::Persist(Record::ClockOffset { secs: 7200 })
+    );
+    up.handle(Event::Persisted, 0);
+    let (id, call) = expect_call(up.poll_action(0));
+    assert_eq!(call, Call::Initiate);
+    assert_eq!(up.clock_offset(), 7200);
+    // A second skew error in a row is an ordinary failure: backoff, offset unchanged.
+    up.handle(skew(id, Some(SERVER_NOW + 100_000)), 0);
+    assert!(matches!(up.poll_action(0), Action::Sleep { .. }));
+    assert_eq!(up.clock_offset(), 7200);
+
+    // A server time from before the build date is not believed.
+    let mut up = Upload::new(params(100, 100, 1), None);
+    let (id, _) = expect_call(next_call(&mut up, 0, &mut log));
+    up.handle(skew(id, Some(86_400)), 0);
+    assert_eq!(up.clock_offset(), 0);
+}
+
+#[test]
+fn retry_budget_gives_up_with_the_state_kept() {
+    let mut p = params(100, 100, 1);
+    p.retry_for_ms = Some(1000);
+    let mut up = Upload::new(p, None);
+    let mut log = Vec::new();
+    let mut now = 0;
+    for _ in 0..1000 {
+        match next_call(&mut up, now, &mut log) {
+            Action::Call { id, .. } => up.handle(
+                Event::Failed {
+                    id,
+                    failure: Failure::Reset,
+                    server_time: None,
+                    local_time: 0,
+                },
+                now,
+            ),
+            Action::Sleep { until_ms } => now = until_ms,
+            Action::Done(r) => {
+                assert!(
+                    matches!(
+                        r,
+                        Err(GiveUp::RetryBudget {
+                            op: Op::Initiate,
+                            ..
+                        })
+                    ),
+                    "{r:?}"
+                );
+                assert!(now >= 1000);
+                return;
+            }
+            a => panic!("{a:?}"),
+        }
+    }
+    panic!("never gave up");
+}
+
+#[test]
+fn fatal_errors_stop_at_once() {
+    let mut up = Upload::new(params(100, 100, 1), None);
+    let mut log = Vec::new();
+    let (id, _) = expect_call(next_call(&mut up, 0, &mut log));
+    up.handle(failed(id, 403, "InvalidAccessKeyId"), 0);
+    assert!(matches!(
+        up.poll_action(0),
+        Action::Done(Err(GiveUp::Fatal {
+            op: Op::Initiate,
+            ..
+        }))
+    ));
+}
+
+#[test]
+fn small_file_is_one_put_with_crc_check() {
+    let mut p = params(10, 100, 1);
+    p.multipart = false;
+    let mut up = Upload::new(p, None);
+    let (id, call) = expect_call(up.poll_action(0));
+    assert_eq!(call, Call::PutObject { len: 10 });
+    up.handle(
+        Event::Put {
+            id,
+            etag: "\"E\"".into(),
+            local_crc: 1,
+            server_crc: Some(2),
+        },
+        0,
+    );
+    assert_eq!(
+        up.poll_action(0),
+        Action::Done(Err(GiveUp::DataMismatch {
+            local: 1,
+            server: 2
+        }))
+    );
+    // An empty file is always a single PUT, even when multipart is asked for.
+    let mut up = Upload::new(params(0, 100, 1), None);
+    assert_eq!(expect_call(up.poll_action(0)).1, Call::PutObject { len: 0 });
+}
+
+// ---------------------------------------------------------------------------------------------
+// The simulator.
+
+#[derive(Default)]
+struct SimServer {
+    uploads: BTreeMap<String, BTreeMap<u32, Vec<u8>>>,
+    object: Option<Vec<u8>>,
+    next_upload: u32,
+    initiated: u32,
+    bytes_received: u64,
+    list_crc: bool,
+}
+
+impl SimServer {
+    fn parts_page(&self, upload_id: &str, marker: u32, max: u32) -> Option<PartsPage> {
+        let parts = self.uploads.get(upload_id)?;
+        let all: Vec<_> = parts.range(marker + 1..).collect();
+        let page: Vec<ListedPart> = all
+            .iter()
+            .take(max as usize)
+            .map(|(n, d)| ListedPart {
+                n: **n,
+                etag: etag_of(d),
+                size: d.len() as u64,
+                crc64: self.list_crc.then(|| crc64::update(0, d)),
+            })
+            .collect();
+        Some(PartsPage {
+            truncated: all.len() > page.len(),
+            next_marker: page.last().map(|p| p.n),
+            parts: page,
+        })
+    }
+}
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn chance(&mut self, p: f64) -> bool {
+        (self.next() % 10_000) < (p * 10_000.0) as u64
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+struct SimConfig {
+    seed: u64,
+    file_len: usize,
+    part_size: u64,
+    jobs: u32,
+    fault_rate: f64,
+    crash_rate: f64,
+    /// Device clock minus true time, in seconds.
+    device_skew: i64,
+    list_crc: bool,
+    /// Number of ListParts pages a full listing takes.
+    page: u32,
+}
+
+struct SimResult {
+    crashes: u32,
+    /// Crashes while the journal named no upload id (Initiate may have to run again).
+    crashes_before_started: u32,
+    initiated: u32,
+    bytes_received: u64,
+    steps: u32,
+}
+
+/// Runs one whole upload through crashes and faults; panics on any broken invariant.
+fn simulate(c: &SimConfig) -> SimResult {
+    let mut rng = Rng(c.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let file = file_bytes(c.file_len, c.seed);
+    let mut p = params(c.file_len as u64, c.part_size, c.jobs);
+    p.seed = c.seed;
+    // Tiny parts (below the OSS minimum) keep simulations fast; the rules do not depend on size.
+    // At most 40 parts, listed in at most `c.page` pages (as 10,000 real parts take 10 pages).
+    let part_size = c.part_size.max(c.file_len as u64 / 40 + 1);
+    p.geometry = Geometry {
+        file_len: c.file_len as u64,
+        part_size,
+    };
+    p.identity.part_size = p.geometry.part_size;
+    p.multipart = c.file_len > 0;
+    let count = p.geometry.count();
+    let page = count.div_ceil(c.page.max(1)).max(1);
+    let mut server = SimServer {
+        list_crc: c.list_crc,
+        ..SimServer::default()
+    };
+    let mut journal: Vec<u8> = Vec::new();
+    // Upload ids that were ever durable in a journal.
+    let mut journaled_ids = BTreeSet::new();
+    let mut crashes = 0;
+    let mut crashes_before_started = 0;
+    let mut steps = 0u32;
+    let mut now: u64 = 0;
+    for _life in 0..400 {
+        let replay = if journal.is_empty() {
+            None
+        } else {
+            checkpoint::replay(&journal).ok()
+        };
+        if let Some(r) = &replay {
+            journal.truncate(r.valid_len);
+        }
+        let mut up = Upload::new(p.clone(), replay);
+        // Server-acknowledged parts of the current upload id, per this process's view.
+        let mut acked: BTreeSet<(String, u32)> = BTreeSet::new();
+        let mut outstanding: Vec<(u64, Call)> = Vec::new();
+        let mut crashed = false;
+        for _ in 0..20_000 {
+            steps += 1;
+            if c.crash_rate > 0.0 && rng.chance(c.crash_rate) {
+                // Power cut: whatever was being written is torn.
+                if rng.chance(0.5) {
+                    let mut junk = Vec::new();
+                    encode_record(&Record::Completing, &mut junk);
+                    let cut = rng.below(junk.len());
+                    journal.extend_from_slice(&junk[..cut]);
+                }
+                crashes += 1;
+                if up.upload_id().is_none() || !journaled_ids.contains(up.upload_id().unwrap_or(""))
+                {
+                    crashes_before_started += 1;
+                }
+                crashed = true;
+                break;
+            }
+            // Answer an outstanding call now and then, in random order.
+            if !outstanding.is_empty() && rng.chance(0.3) {
+                let (id, call) = outstanding.swap_remove(rng.below(outstanding.len()));
+                let ev = answer(
+                    &mut server,
+                    &file,
+                    &mut rng,
+                    c,
+                    &up,
+                    id,
+                    call,
+                    &mut acked,
+                    page,
+                );
+                up.handle(ev, now);
+                continue;
+            }
+            match up.poll_action(now) {
+                Action::Call { id, call } => {
+                    if let Call::Complete { parts, upload_id } = &call {
+                        // Complete only after every part record and Completing are durable.
+                        let r = checkpoint::replay(&journal).unwrap();
+                        assert!(
+                            r.records.contains(&Record::Completing),
+                            "Completing before Complete"
+                        );
+                        let nums: Vec<u32> = parts.iter().map(|p| p.0).collect();
+                        assert_eq!(
+                            nums,
+                            (1..=count).collect::<Vec<_>>(),
+                            "Complete lists 1..=count"
+                        );
+                        for (n, _) in parts {
+                            assert!(
+                                r.records.iter().any(
+                                    |rec| matches!(rec, Record::PartDone { n: m, .. } if m == n)
+                                ),
+                                "part {n} completed without a durable record"
+                            );
+                        }
+                        assert!(journaled_ids.contains(upload_id));
+                    }
+                    assert!(outstanding.len() < c.jobs.max(1) as usize + 1);
+                    outstanding.push((id, call));
+                }
+                Action::Persist(rec) => {
+                    if let Record::PartDone { n, .. } = &rec {
+                        let id = up.upload_id().unwrap().to_string();
+                        assert!(
+                            acked.contains(&(id, *n)),
+                            "part {n} persisted without a server ack"
+                        );
+                    }
+                    if let Record::Started { upload_id } = &rec {
+                        journaled_ids.insert(upload_id.clone());
+                    }
+                    encode_record(&rec, &mut journal);
+                    up.handle(Event::Persisted, now);
+                }
+                Action::ResetJournal(records) => {
+                    journal = checkpoint::encode_journal(&p.identity, &records);
+                    up.handle(Event::Persisted, now);
+                }
+                Action::Digest { n } => {
+                    let (off, len) = p.geometry.part(n);
+                    let d = &file[off as usize..(off + len) as usize];
+                    let md5: [u8; 16] = Md5::digest(d).into();
+                    up.handle(
+                        Event::Digest {
+                            n,
+                            crc64: crc64::update(0, d),
+                            md5,
+                        },
+                        now,
+                    );
+                }
+                Action::Sleep { until_ms } => {
+                    if outstanding.is_empty() {
+                        now = now.max(until_ms);
+                    } else {
+                        let (id, call) = outstanding.swap_remove(rng.below(outstanding.len()));
+                        let ev = answer(
+                            &mut server,
+                            &file,
+                            &mut rng,
+                            c,
+                            &up,
+                            id,
+                            call,
+                            &mut acked,
+                            page,
+                        );
+                        up.handle(ev, now);
+                    }
+                }
+                Action::Wait => {
+                    assert!(
+                        !outstanding.is_empty(),
+                        "Wait with nothing outstanding: stuck"
+                    );
+                    let (id, call) = outstanding.swap_remove(rng.below(outstanding.len()));
+                    let ev = answer(
+                        &mut server,
+                        &file,
+                        &mut rng,
+                        c,
+                        &up,
+                        id,
+                        call,
+                        &mut acked,
+                        page,
+                    );
+                    up.handle(ev, now);
+                }
+                Action::Done(r) => {
+                    let u = r.unwrap_or_else(|e| panic!("seed {}: gave up: {e:?}", c.seed));
+                    assert_eq!(server.object.as_deref(), Some(&file[..]), "seed {}", c.seed);
+                    assert_eq!(u.crc64, crc64::update(0, &file));
+                    for id in server.uploads.keys() {
+                        assert!(
+                            !journaled_ids.contains(id),
+                            "seed {}: upload {id} left open although the journal knew it",
+                            c.seed
+                        );
+                    }
+                    return SimResult {
+                        crashes,
+                        crashes_before_started,
+                        initiated: server.initiated,
+                        bytes_received: server.bytes_received,
+                        steps,
+                    };
+                }
+            }
+            now += 1;
+        }
+        assert!(crashed, "seed {}: no progress in 20,000 steps", c.seed);
+    }
+    panic!("seed {}: not done after 400 lives", c.seed);
+}
+
+/// The simulated server answers one call, with faults.
+#[allow(clippy::too_many_arguments)]
+fn answer(
+    s: &mut SimServer,
+    file: &[u8],
+    rng: &mut Rng,
+    c: &SimConfig,
+    up: &Upload,
+    id: u64,
+    call: Call,
+    acked: &mut BTreeSet<(String, u32)>,
+    page: u32,
+) -> Event {
+    let local_time = SERVER_NOW + c.device_skew;
+    let fail = |failure| Event::Failed {
+        id,
+        failure,
+        server_time: None,
+        local_time,
+    };
+    // The server checks the signing time first.
+    if (local_time + up.clock_offset() - SERVER_NOW).abs() > 900 {
+        return Event::Failed {
+            id,
+            failure: Failure::Status {
+                status: 403,
+                code: Some("RequestTimeTooSkewed".into()),
+            },
+            server_time: Some(SERVER_NOW),
+            local_time,
+        };
+    }
+    let fault = rng.chance(c.fault_rate);
+    let lose_answer = fault && rng.chance(0.5);
+    if fault && !lose_answer {
+        // Fails before anything is stored.
+        return match rng.below(3) {
+            0 => fail(Failure::Reset),
+            1 => fail(Failure::TimedOut),
+            _ => fail(Failure::Status {
+                status: 503,
+                code: Some("ServiceUnavailable".into()),
+            }),
+        };
+    }
+    let no_such = |id| Event::Failed {
+        id,
+        failure: Failure::Status {
+            status: 404,
+            code: Some("NoSuchUpload".into()),
+        },
+        server_time: None,
+        local_time,
+    };
+    let ev = match call {
+        Call::PutObject { len } => {
+            let d = file[..len as usize].to_vec();
+            s.bytes_received += len;
+            let crc = crc64::update(0, &d);
+            let etag = etag_of(&d);
+            s.object = Some(d);
+            Event::Put {
+                id,
+                etag,
+                local_crc: crc64::update(0, file),
+                server_crc: Some(crc),
+            }
+        }
+        Call::Initiate => {
+            s.next_upload += 1;
+            s.initiated += 1;
+            let uid = format!("U{}", s.next_upload);
+            s.uploads.insert(uid.clone(), BTreeMap::new());
+            Event::Initiated { id, upload_id: uid }
+        }
+        Call::UploadPart {
+            upload_id,
+            n,
+            offset,
+            len,
+        } => match s.uploads.get_mut(&upload_id) {
+            None => no_such(id),
+            Some(parts) => {
+                let d = file[offset as usize..(offset + len) as usize].to_vec();
+                s.bytes_received += len;
+                let crc = crc64::update(0, &d);
+                let etag = etag_of(&d);
+                parts.insert(n, d);
+                acked.insert((upload_id, n));
+                Event::PartSent {
+                    id,
+                    etag,
+                    local_crc: crc,
+                    server_crc: Some(crc),
+                }
+            }
+        },
+        Call::ListParts {
+            upload_id, marker, ..
+        } => match s.parts_page(&upload_id, marker, page) {
+            None => no_such(id),
+            Some(page) => {
+                for p in &page.parts {
+                    acked.insert((upload_id.clone(), p.n));
+                }
+                Event::Listed { id, page }
+            }
+        },
+        Call::Complete { upload_id, parts } => match s.uploads.get(&upload_id) {
+            None => no_such(id),
+            Some(stored) => {
+                let mut obj = Vec::new();
+                for (n, etag) in &parts {
+                    match stored.get(n) {
+                        Some(d) if reconcile::etag_eq(&etag_of(d), etag) => {
+                            obj.extend_from_slice(d)
+                        }
+                        _ => {
+                            return Event::Failed {
+                                id,
+                                failure: Failure::Status {
+                                    status: 400,
+                                    code: Some("InvalidPart".into()),
+                                },
+                                server_time: None,
+                                local_time,
+                            }
+                        }
+                    }
+                }
+                s.uploads.remove(&upload_id);
+                let crc = crc64::update(0, &obj);
+                s.object = Some(obj);
+                Event::Completed {
+                    id,
+                    etag: "\"M-1\"".into(),
+                    server_crc: Some(crc),
+                }
+            }
+        },
+        Call::Abort { upload_id } => match s.uploads.remove(&upload_id) {
+            None => no_such(id),
+            Some(_) => Event::Aborted { id },
+        },
+        Call::HeadObject => Event::Head {
+            id,
+            found: s.object.as_ref().map(|o| HeadInfo {
+                len: o.len() as u64,
+                crc64: Some(crc64::update(0, o)),
+                etag: None,
+            }),
+        },
+        Call::ListUploads { .. } => fail(Failure::Malformed),
+    };
+    if lose_answer {
+        // Stored, but the answer never arrived.
+        fail(Failure::Reset)
+    } else {
+        ev
+    }
+}
+
+#[test]
+fn simulated_clean_upload_sends_each_byte_once() {
+    for jobs in [1, 4] {
+        let r = simulate(&SimConfig {
+            seed: 7,
+            file_len: 1000,
+            part_size: 100,
+            jobs,
+            fault_rate: 0.0,
+            crash_rate: 0.0,
+            device_skew: 0,
+            list_crc: true,
+            page: 1000,
+        });
+        assert_eq!(r.bytes_received, 1000);
+        assert_eq!(r.initiated, 1);
+    }
+}
+
+#[test]
+fn simulated_skewed_device_clock_is_corrected() {
+    for skew in [-7200, 7200] {
+        let r = simulate(&SimConfig {
+            seed: 3,
+            file_len: 500,
+            part_size: 100,
+            jobs: 2,
+            fault_rate: 0.0,
+            crash_rate: 0.02,
+            device_skew: skew,
+            list_crc: true,
+            page: 2,
+        });
+        assert!(r.steps > 0);
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 300, ..Default::default() })]
+    /// Random faults, reordered answers, crash points, torn journal tails and skewed clocks:
+    /// the stored object always equals the file, and the invariants checked inside `simulate`
+    /// hold at every step.
+    #[test]
+    fn simulated_uploads_always_end_with_the_file(
+        seed in 1u64..u64::MAX,
+        file_len in 0usize..1500,
+        part_size in 1u64..400,
+        jobs in 1u32..5,
+        fault_rate in 0.0f64..0.3,
+        crash_rate in 0.0f64..0.05,
+        device_skew in proptest::sample::select(vec![0i64, 0, 7200, -7200]),
+        list_crc in proptest::bool::ANY,
+        page in 1u32..4,
+    ) {
+        let r = simulate(&SimConfig { seed, file_len, part_size, jobs, fault_rate, crash_rate, device_skew, list_crc, page });
+        if fault_rate == 0.0 && r.crashes == 0 && device_skew == 0 {
+            proptest::prop_assert_eq!(r.bytes_received, file_len as u64);
+        }
+    }
+}
+
+#[test]
+fn resent_bytes_are_bounded_by_crashes_without_faults() {
+    // Without faults, every crash costs at most the parts in flight at that moment.
+    for seed in 1..40u64 {
+        let c = SimConfig {
+            seed,
+            file_len: 2000,
+            part_size: 100,
+            jobs: 3,
+            fault_rate: 0.0,
+            crash_rate: 0.03,
+            device_skew: 0,
+            list_crc: seed % 2 == 0,
+            page: 3,
+        };
+        let r = simulate(&c);
+        assert!(
+            r.bytes_received <= 2000 + r.crashes as u64 * 3 * 100,
+            "seed {seed}: {} bytes for {} crashes",
+            r.bytes_received,
+            r.crashes
+        );
+        assert!(
+            r.initiated <= 1 + r.crashes_before_started,
+            "seed {seed}: one upload unless a crash hit before its id was durable"
+        );
+    }
+}
+
+#[test]
+fn crashes_really_happen_in_simulations() {
+    // Guards the simulator itself: a crash rate that never fires would make the proptest vacuous.
+    let r = simulate(&SimConfig {
+        seed: 99,
+        file_len: 1200,
+        part_size: 30,
+        jobs: 2,
+        fault_rate: 0.2,
+        crash_rate: 0.04,
+        device_skew: 7200,
+        list_crc: false,
+        page: 3,
+    });
+    assert!(r.crashes >= 3, "{} crashes", r.crashes);
+    assert!(r.bytes_received >= 1200);
+}
