@@ -39,13 +39,18 @@ pub fn tls_config(extra_ca_pem: Option<&[u8]>) -> Result<Arc<ClientConfig>, Stri
         let mut added = 0usize;
         for cert in CertificateDer::pem_slice_iter(pem) {
             let cert = cert.map_err(|e| format!("CA bundle: cannot parse PEM: {e}"))?;
-            roots
-                .add(cert)
-                .map_err(|e| format!("CA bundle: certificate {} is not a usable CA: {e}", added + 1))?;
+            roots.add(cert).map_err(|e| {
+                format!(
+                    "CA bundle: certificate {} is not a usable CA: {e}",
+                    added + 1
+                )
+            })?;
             added += 1;
         }
         if added == 0 {
-            return Err("CA bundle: no certificate found (expected -----BEGIN CERTIFICATE-----)".into());
+            return Err(
+                "CA bundle: no certificate found (expected -----BEGIN CERTIFICATE-----)".into(),
+            );
         }
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -86,7 +91,10 @@ pub struct Conn {
 
 impl std::fmt::Debug for Conn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Conn").field("peer", &self.peer).field("tls", &self.is_tls()).finish()
+        f.debug_struct("Conn")
+            .field("peer", &self.peer)
+            .field("tls", &self.is_tls())
+            .finish()
     }
 }
 
@@ -102,7 +110,8 @@ async fn bounded<T>(fut: impl Future<Output = io::Result<T>>, limit: Duration) -
 /// The rustls error inside `e`, if `e` wraps one (futures-rustls reports TLS failures as
 /// `InvalidData` errors carrying the `rustls::Error`).
 fn rustls_error(e: &io::Error) -> Option<&rustls::Error> {
-    e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    e.get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
 }
 
 /// Maps an IO error from a connection to a [`Failure`]. Certificate problems are
@@ -135,7 +144,9 @@ pub fn classify_io(e: &io::Error) -> Failure {
 
 /// The server name for TLS: `host` without IPv6 brackets.
 fn bare_host(host: &str) -> &str {
-    host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host)
+    host.strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host)
 }
 
 impl Conn {
@@ -157,7 +168,9 @@ impl Conn {
             Ok(ip) => vec![SocketAddr::new(ip, port)],
             Err(_) => {
                 let lookup = smol::unblock(move || {
-                    (host.as_str(), port).to_socket_addrs().map(|a| a.collect::<Vec<_>>())
+                    (host.as_str(), port)
+                        .to_socket_addrs()
+                        .map(|a| a.collect::<Vec<_>>())
                 });
                 // Bounded too: a resolver can hang far longer than any sensible timeout.
                 match bounded(lookup, spec.connect_timeout.max(Duration::from_secs(10))).await {
@@ -293,7 +306,10 @@ pub(crate) mod tests {
         .with_no_client_auth()
         .with_single_cert(vec![leaf.der().clone(), ca_cert.der().clone()], key)
         .unwrap();
-        TestPki { ca_pem: ca_cert.pem(), server_config: Arc::new(server_config) }
+        TestPki {
+            ca_pem: ca_cert.pem(),
+            server_config: Arc::new(server_config),
+        }
     }
 
     /// A thread serving `conns` connections with `serve`, on 127.0.0.1; joined by the caller.
@@ -361,15 +377,24 @@ pub(crate) mod tests {
             Failure::TlsCertificate
         );
         let expired = rustls::Error::InvalidCertificate(rustls::CertificateError::Expired);
-        assert_eq!(classify_io(&io::Error::other(expired)), Failure::TlsCertificate);
+        assert_eq!(
+            classify_io(&io::Error::other(expired)),
+            Failure::TlsCertificate
+        );
         let alert = rustls::Error::AlertReceived(rustls::AlertDescription::HandshakeFailure);
-        assert_eq!(classify_io(&io::Error::new(K::InvalidData, alert)), Failure::Tls);
+        assert_eq!(
+            classify_io(&io::Error::new(K::InvalidData, alert)),
+            Failure::Tls
+        );
         assert_eq!(
             classify_io(&io::Error::new(K::InvalidData, rustls::Error::DecryptError)),
             Failure::Tls
         );
         // A non-rustls payload falls back to the kind.
-        assert_eq!(classify_io(&io::Error::new(K::ConnectionReset, "x")), Failure::Reset);
+        assert_eq!(
+            classify_io(&io::Error::new(K::ConnectionReset, "x")),
+            Failure::Reset
+        );
     }
 
     #[test]
@@ -489,13 +514,18 @@ pub(crate) mod tests {
             // Plain: read stalls.
             let mut c = Conn::connect(&spec(port, None)).await.unwrap();
             assert!(!c.is_tls());
-            c.write_all(b"GET / HTTP/1.1\r\n\r\n", Duration::from_secs(5)).await.unwrap();
+            c.write_all(b"GET / HTTP/1.1\r\n\r\n", Duration::from_secs(5))
+                .await
+                .unwrap();
             let t0 = std::time::Instant::now();
             let mut buf = [0u8; 16];
             let r = c.read(&mut buf, Duration::from_millis(200)).await;
             let took = t0.elapsed();
             assert_eq!(r.unwrap_err(), Failure::TimedOut);
-            assert!(took >= Duration::from_millis(190) && took < Duration::from_secs(3), "{took:?}");
+            assert!(
+                took >= Duration::from_millis(190) && took < Duration::from_secs(3),
+                "{took:?}"
+            );
         });
         stop_tx.send(()).unwrap();
         // TLS: the handshake stalls and is bounded by the connect timeout.

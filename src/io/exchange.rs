@@ -113,7 +113,7 @@ fn parse_failure(e: ParseError) -> Failure {
 ///
 /// `progress(n)` is called after each chunk of a file body is written, with the chunk's size
 /// (in-memory bodies are not reported). With a limiter, each chunk first reserves its bytes and
-/// sleeps as long as the bucket says.
+/// sleeps as long as the bucket says (an in-memory body is paced as one chunk).
 ///
 /// Failures: the connection's own ([`Failure::Reset`], [`Failure::TimedOut`], TLS);
 /// [`Failure::LocalRead`] if the file cannot be read or ends before the range does;
@@ -136,7 +136,10 @@ pub async fn exchange(
         Ok(crc) => Ok((read_response(conn, buf, opts).await?, crc)),
         Err(f @ (Failure::Reset | Failure::Tls)) => {
             // The server may have answered early and closed; see the module docs.
-            let quick = ExchangeOpts { idle: opts.idle.min(Duration::from_secs(2)), ..*opts };
+            let quick = ExchangeOpts {
+                idle: opts.idle.min(Duration::from_secs(2)),
+                ..*opts
+            };
             match read_response(conn, buf, &quick).await {
                 Ok(mut r) if r.head.status >= 300 => {
                     log::debug!("server answered {} before the body was sent", r.head.status);
@@ -169,30 +172,40 @@ async fn send(
         BodySource::Bytes(bytes) => {
             // Head and a small body in one write when they fit: one TLS record, one segment.
             let crc = crate::proto::crc64::update(0, bytes);
+            pace(opts, bytes.len() as u64).await;
             if head_len + bytes.len() <= buf.len() {
                 buf[head_len..head_len + bytes.len()].copy_from_slice(bytes);
                 conn.write_all(&buf[..head_len + bytes.len()], idle).await?;
             } else {
                 conn.write_all(&buf[..head_len], idle).await?;
-                pace(opts, bytes.len() as u64).await;
                 conn.write_all(bytes, idle).await?;
             }
             conn.flush(idle).await?;
             Ok(crc)
         }
-        BodySource::File { source, offset, len } => {
+        BodySource::File {
+            source,
+            offset,
+            len,
+        } => {
             conn.write_all(&buf[..head_len], idle).await?;
             let mut crc = 0u64;
             let mut done = 0u64;
             while done < len {
-                let want = usize::try_from(len - done).unwrap_or(usize::MAX).min(buf.len());
+                let want = usize::try_from(len - done)
+                    .unwrap_or(usize::MAX)
+                    .min(buf.len());
                 let pos = offset.checked_add(done).ok_or(Failure::LocalRead)?;
                 let got = source.read_at(&mut buf[..want], pos).map_err(|e| {
                     log::debug!("reading {} at {pos}: {e}", source.path().display());
                     Failure::LocalRead
                 })?;
                 if got < want {
-                    log::debug!("{} ended at {} (truncated?)", source.path().display(), pos + got as u64);
+                    log::debug!(
+                        "{} ended at {} (truncated?)",
+                        source.path().display(),
+                        pos + got as u64
+                    );
                     return Err(Failure::LocalRead);
                 }
                 let chunk = &buf[..got];
@@ -255,7 +268,9 @@ async fn read_response(
     let mut decoder = BodyDecoder::new(head.framing, opts.max_body);
     let mut body = Vec::new();
     let mut leftover = false;
-    let used = decoder.feed(&buf[head_end..filled], &mut body).map_err(parse_failure)?;
+    let used = decoder
+        .feed(&buf[head_end..filled], &mut body)
+        .map_err(parse_failure)?;
     if head_end + used < filled {
         leftover = true;
     }
@@ -300,7 +315,8 @@ mod tests {
     impl TempDir {
         fn new() -> TempDir {
             let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-            let p = std::env::temp_dir().join(format!("ossup-exchange-{}-{}", std::process::id(), n));
+            let p =
+                std::env::temp_dir().join(format!("ossup-exchange-{}-{}", std::process::id(), n));
             let _ = std::fs::remove_dir_all(&p);
             std::fs::create_dir_all(&p).unwrap();
             TempDir(p)
@@ -340,7 +356,8 @@ mod tests {
             .lines()
             .find_map(|l| {
                 let (k, v) = l.split_once(':')?;
-                k.eq_ignore_ascii_case("content-length").then(|| v.trim().parse().unwrap())
+                k.eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse().unwrap())
             })
             .unwrap_or(0);
         while data.len() < head_end + len {
@@ -373,17 +390,29 @@ mod tests {
         let (port, server) = spawn_server(1, move |mut s| {
             let (head, body) = read_request(&mut s);
             tx.send((head, body)).unwrap();
-            s.write_all(b"HTTP/1.1 200 OK\r\nETag: \"abc\"\r\nContent-Length: 0\r\n\r\n").unwrap();
+            s.write_all(b"HTTP/1.1 200 OK\r\nETag: \"abc\"\r\nContent-Length: 0\r\n\r\n")
+                .unwrap();
         });
         let mut buf = vec![0u8; 64 * 1024];
         let mut chunks = Vec::new();
         let (resp, crc) = smol::block_on(async {
             let mut c = Conn::connect(&plain(port)).await.unwrap();
             let hl = put_head(&mut buf, len);
-            let body = BodySource::File { source: &source, offset, len };
-            exchange(&mut c, &mut buf, hl, body, &ExchangeOpts::new(IDLE), &mut |n| chunks.push(n))
-                .await
-                .unwrap()
+            let body = BodySource::File {
+                source: &source,
+                offset,
+                len,
+            };
+            exchange(
+                &mut c,
+                &mut buf,
+                hl,
+                body,
+                &ExchangeOpts::new(IDLE),
+                &mut |n| chunks.push(n),
+            )
+            .await
+            .unwrap()
         });
         let (head, got) = rx.recv().unwrap();
         server.join().unwrap();
@@ -402,7 +431,11 @@ mod tests {
 
     /// Sends a request with `body` to a server that answers with `reply` written in `pieces`
     /// (each flushed separately), and returns the exchange's result.
-    fn run(reply: &'static [u8], piece: usize, head_request: bool) -> Result<(Response, u64), Failure> {
+    fn run(
+        reply: &'static [u8],
+        piece: usize,
+        head_request: bool,
+    ) -> Result<(Response, u64), Failure> {
         let (port, server) = spawn_server(1, move |mut s| {
             let _ = read_request(&mut s);
             for part in reply.chunks(piece) {
@@ -420,8 +453,20 @@ mod tests {
             let mut buf = vec![0u8; 4096];
             let h = b"POST /b/k?uploads HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n";
             buf[..h.len()].copy_from_slice(h);
-            let opts = ExchangeOpts { head_request, max_body: 4096, ..ExchangeOpts::new(IDLE) };
-            exchange(&mut c, &mut buf, h.len(), BodySource::Bytes(b"hello"), &opts, &mut |_| {}).await
+            let opts = ExchangeOpts {
+                head_request,
+                max_body: 4096,
+                ..ExchangeOpts::new(IDLE)
+            };
+            exchange(
+                &mut c,
+                &mut buf,
+                h.len(),
+                BodySource::Bytes(b"hello"),
+                &opts,
+                &mut |_| {},
+            )
+            .await
         });
         server.join().unwrap();
         r
@@ -431,7 +476,8 @@ mod tests {
 
     #[test]
     fn content_length_response_and_body_crc() {
-        static REPLY: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\nx-oss-request-id: R1\r\n\r\nhello world";
+        static REPLY: &[u8] =
+            b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\nx-oss-request-id: R1\r\n\r\nhello world";
         let (r, crc) = run(REPLY, REPLY.len(), false).unwrap();
         assert_eq!(r.head.status, 200);
         assert_eq!(r.body, b"hello world");
@@ -453,7 +499,12 @@ mod tests {
     #[test]
     fn xml_body_split_into_tiny_writes() {
         static REPLY: std::sync::LazyLock<Vec<u8>> = std::sync::LazyLock::new(|| {
-            format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{}", XML.len(), XML).into_bytes()
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{}",
+                XML.len(),
+                XML
+            )
+            .into_bytes()
         });
         let reply: &'static [u8] = &REPLY;
         let (r, _) = run(reply, 2, false).unwrap();
@@ -478,7 +529,10 @@ mod tests {
         static MID_HEAD: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Le";
         assert_eq!(run(MID_HEAD, 5, false).unwrap_err(), Failure::Reset);
         static MID_BODY: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort";
-        assert_eq!(run(MID_BODY, MID_BODY.len(), false).unwrap_err(), Failure::Reset);
+        assert_eq!(
+            run(MID_BODY, MID_BODY.len(), false).unwrap_err(),
+            Failure::Reset
+        );
         static NOTHING: &[u8] = b"";
         assert_eq!(run(NOTHING, 1, false).unwrap_err(), Failure::Reset);
     }
@@ -486,7 +540,10 @@ mod tests {
     #[test]
     fn garbage_and_oversized_bodies_are_malformed() {
         static GARBAGE: &[u8] = b"SMTP ready\r\n\r\n";
-        assert_eq!(run(GARBAGE, GARBAGE.len(), false).unwrap_err(), Failure::Malformed);
+        assert_eq!(
+            run(GARBAGE, GARBAGE.len(), false).unwrap_err(),
+            Failure::Malformed
+        );
         static BIG: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n";
         // max_body is 4096 in `run`.
         assert_eq!(run(BIG, BIG.len(), false).unwrap_err(), Failure::Malformed);
@@ -507,7 +564,12 @@ mod tests {
         std::fs::write(&p, pattern(10_000)).unwrap();
         let source = Source::open(&p).unwrap();
         // Shrink it after opening.
-        std::fs::OpenOptions::new().write(true).open(&p).unwrap().set_len(5_000).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_len(5_000)
+            .unwrap();
         let (port, server) = spawn_server(1, |mut s| {
             let mut sink = [0u8; 4096];
             while matches!(s.read(&mut sink), Ok(n) if n > 0) {}
@@ -516,8 +578,20 @@ mod tests {
             let mut c = Conn::connect(&plain(port)).await.unwrap();
             let mut buf = vec![0u8; 4096];
             let hl = put_head(&mut buf, 10_000);
-            let body = BodySource::File { source: &source, offset: 0, len: 10_000 };
-            exchange(&mut c, &mut buf, hl, body, &ExchangeOpts::new(IDLE), &mut |_| {}).await
+            let body = BodySource::File {
+                source: &source,
+                offset: 0,
+                len: 10_000,
+            };
+            exchange(
+                &mut c,
+                &mut buf,
+                hl,
+                body,
+                &ExchangeOpts::new(IDLE),
+                &mut |_| {},
+            )
+            .await
         });
         assert_eq!(r.unwrap_err(), Failure::LocalRead);
         server.join().unwrap();
@@ -544,8 +618,20 @@ mod tests {
             let mut c = Conn::connect(&plain(port)).await.unwrap();
             let mut buf = vec![0u8; 64 * 1024];
             let hl = put_head(&mut buf, 8 << 20);
-            let body = BodySource::File { source: &source, offset: 0, len: 8 << 20 };
-            exchange(&mut c, &mut buf, hl, body, &ExchangeOpts::new(IDLE), &mut |_| {}).await
+            let body = BodySource::File {
+                source: &source,
+                offset: 0,
+                len: 8 << 20,
+            };
+            exchange(
+                &mut c,
+                &mut buf,
+                hl,
+                body,
+                &ExchangeOpts::new(IDLE),
+                &mut |_| {},
+            )
+            .await
         });
         server.join().unwrap();
         // Best effort: either we read the 403, or the reset destroyed it.
@@ -568,7 +654,8 @@ mod tests {
         let source = Source::open(&p).unwrap();
         let (port, server) = spawn_server(1, |mut s| {
             let _ = read_request(&mut s);
-            s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n").unwrap();
+            s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+                .unwrap();
         });
         // 1 MB/s with a 100 kB burst: 300 kB needs at least ~200 ms.
         let bucket = RefCell::new(TokenBucket::new(1_000_000, 100_000));
@@ -577,9 +664,18 @@ mod tests {
             let mut c = Conn::connect(&plain(port)).await.unwrap();
             let mut buf = vec![0u8; 16 * 1024];
             let hl = put_head(&mut buf, len);
-            let body = BodySource::File { source: &source, offset: 0, len };
-            let opts = ExchangeOpts { limiter: Some(&bucket), ..ExchangeOpts::new(IDLE) };
-            exchange(&mut c, &mut buf, hl, body, &opts, &mut |_| {}).await.unwrap()
+            let body = BodySource::File {
+                source: &source,
+                offset: 0,
+                len,
+            };
+            let opts = ExchangeOpts {
+                limiter: Some(&bucket),
+                ..ExchangeOpts::new(IDLE)
+            };
+            exchange(&mut c, &mut buf, hl, body, &opts, &mut |_| {})
+                .await
+                .unwrap()
         });
         let took = t0.elapsed();
         server.join().unwrap();
@@ -614,8 +710,15 @@ mod tests {
             let mut buf = vec![0u8; 1024];
             let h = b"DELETE /b/k?uploadId=1 HTTP/1.1\r\nHost: x\r\n\r\n";
             buf[..h.len()].copy_from_slice(h);
-            exchange(&mut c, &mut buf, h.len(), BodySource::None, &ExchangeOpts::new(IDLE), &mut |_| {})
-                .await
+            exchange(
+                &mut c,
+                &mut buf,
+                h.len(),
+                BodySource::None,
+                &ExchangeOpts::new(IDLE),
+                &mut |_| {},
+            )
+            .await
         });
         server.join().unwrap();
         let (resp, crc) = r.unwrap();

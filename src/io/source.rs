@@ -46,7 +46,10 @@ fn require_regular(path: &Path, m: &Metadata) -> io::Result<()> {
     }
     Err(io::Error::new(
         io::ErrorKind::InvalidInput,
-        format!("{} is not a regular file (device, FIFO or socket)", path.display()),
+        format!(
+            "{} is not a regular file (device, FIFO or socket)",
+            path.display()
+        ),
     ))
 }
 
@@ -121,7 +124,11 @@ impl Source {
         if n < buf.len() {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
-                format!("{} ended at byte {} (was it truncated?)", self.path.display(), offset + n as u64),
+                format!(
+                    "{} ended at byte {} (was it truncated?)",
+                    self.path.display(),
+                    offset + n as u64
+                ),
             ));
         }
         Ok(())
@@ -175,11 +182,16 @@ impl Source {
         mut f: impl FnMut(&[u8]),
     ) -> io::Result<()> {
         if buf.is_empty() && len > 0 {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty read buffer"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "empty read buffer",
+            ));
         }
         let mut done = 0u64;
         while done < len {
-            let n = usize::try_from(len - done).unwrap_or(usize::MAX).min(buf.len());
+            let n = usize::try_from(len - done)
+                .unwrap_or(usize::MAX)
+                .min(buf.len());
             let chunk = &mut buf[..n];
             self.read_exact_at(chunk, offset + done)?;
             f(chunk);
@@ -291,7 +303,12 @@ mod tests {
 
         // Append.
         let s = Source::open(&p).unwrap();
-        std::fs::OpenOptions::new().append(true).open(&p).unwrap().write_all(b"!").unwrap();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&p)
+            .unwrap()
+            .write_all(b"!")
+            .unwrap();
         assert!(s.changed().unwrap());
 
         // Touch: same length, new mtime.

@@ -135,6 +135,8 @@ pub const VERSION: u8 = 1;
 /// whose identity differs from the current one must not be resumed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Identity {
+    /// Absolute path of the local file (shown by `ossup status`; not a secret).
+    pub path: String,
     /// Endpoint URL as configured (scheme and authority).
     pub endpoint: String,
     /// Bucket.
@@ -478,6 +480,7 @@ mod tests {
 
     fn identity() -> Identity {
         Identity {
+            path: "/data/f".into(),
             endpoint: "https://oss-cn-hangzhou.aliyuncs.com".into(),
             bucket: "gateway-logs".into(),
             key: "site-7/2024/05/dump.tar".into(),
@@ -570,6 +573,7 @@ mod tests {
             .prop_map(
                 |((endpoint, bucket, key, scheme), (file_len, mtime_ns, inode, part_size))| {
                     Identity {
+                        path: format!("/p/{bucket}"),
                         endpoint,
                         bucket,
                         key,

@@ -489,3 +489,367 @@ fn trailer_byte(b: u8, line: usize, total: usize, cr: bool) -> Result<State, Par
         })),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn head(s: &str) -> Result<Option<(usize, ResponseHead)>, ParseError> {
+        try_head(s.as_bytes(), false)
+    }
+
+    fn framing(s: &str) -> Result<Framing, ParseError> {
+        head(s).map(|h| h.expect("complete head").1.framing)
+    }
+
+    fn keep_alive(s: &str) -> bool {
+        head(s).unwrap().unwrap().1.keep_alive
+    }
+
+    /// Feeds `input` whole; returns (consumed, body, done).
+    fn decode(framing: Framing, limit: usize, input: &[u8]) -> Result<(usize, Vec<u8>, bool), ParseError> {
+        let mut d = BodyDecoder::new(framing, limit);
+        let mut out = Vec::new();
+        let n = d.feed(input, &mut out)?;
+        Ok((n, out, d.is_done()))
+    }
+
+    #[test]
+    fn parses_head_fields() {
+        let raw = "HTTP/1.1 200 OK\r\nETag: \"ABC\"\r\nX-Oss-Request-Id:  65A3  \r\nx-oss-hash-crc64ecma: 11051210869376104954\r\nContent-Length: 3\r\n\r\nabc";
+        let (n, h) = head(raw).unwrap().unwrap();
+        assert_eq!(n, raw.len() - 3);
+        assert_eq!(h.status, 200);
+        assert_eq!(h.framing, Framing::Length(3));
+        assert!(h.keep_alive);
+        assert_eq!(h.etag(), Some("\"ABC\""));
+        assert_eq!(h.request_id(), Some("65A3"));
+        assert_eq!(h.crc64(), Some(11051210869376104954));
+        assert_eq!(h.headers[1], ("x-oss-request-id".to_owned(), "65A3".to_owned()));
+        assert_eq!(h.header("content-length"), Some("3"));
+        let h = head("HTTP/1.1 200 OK\r\nx-amz-request-id: R\r\n\r\n").unwrap().unwrap().1;
+        assert_eq!(h.request_id(), Some("R"));
+        assert_eq!(h.crc64(), None);
+    }
+
+    #[test]
+    fn non_utf8_values_are_lossy() {
+        let h = try_head(b"HTTP/1.1 200 OK\r\nX-A: a\xFFb\r\nContent-Length: 0\r\n\r\n", false).unwrap().unwrap().1;
+        assert_eq!(h.header("x-a"), Some("a\u{FFFD}b"));
+    }
+
+    #[test]
+    fn incomplete_head_needs_more() {
+        assert_eq!(head(""), Ok(None));
+        assert_eq!(head("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n"), Ok(None));
+        assert_eq!(head("HTTP/1.1 2"), Ok(None));
+    }
+
+    #[test]
+    fn framing_rules() {
+        assert_eq!(framing("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n"), Ok(Framing::Length(10)));
+        assert_eq!(framing("HTTP/1.1 200 OK\r\nContent-Length: 10, 10\r\ncontent-length: 10\r\n\r\n"), Ok(Framing::Length(10)));
+        assert_eq!(framing("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"), Ok(Framing::Chunked));
+        assert_eq!(framing("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, Chunked\r\n\r\n"), Ok(Framing::Chunked));
+        assert_eq!(framing("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n"), Ok(Framing::Chunked));
+        assert_eq!(framing("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n"), Ok(Framing::Close));
+        assert_eq!(framing("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"), Ok(Framing::Chunked));
+        assert_eq!(framing("HTTP/1.1 200 OK\r\n\r\n"), Ok(Framing::Close));
+        assert_eq!(framing("HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n"), Ok(Framing::None));
+        assert_eq!(framing("HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\n\r\n"), Ok(Framing::None));
+        assert_eq!(framing("HTTP/1.1 100 Continue\r\n\r\n"), Ok(Framing::None));
+        let (_, h) = try_head(b"HTTP/1.1 200 OK\r\nContent-Length: 500\r\n\r\n", true).unwrap().unwrap();
+        assert_eq!(h.framing, Framing::None);
+        assert!(h.keep_alive);
+        // Broken Content-Length is ignored where there is no body anyway.
+        assert_eq!(try_head(b"HTTP/1.1 404 NF\r\nContent-Length: x\r\n\r\n", true).unwrap().unwrap().1.framing, Framing::None);
+    }
+
+    #[test]
+    fn continue_then_final_head() {
+        let raw = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+        let (n, h) = try_head(raw, false).unwrap().unwrap();
+        assert_eq!((h.status, h.framing), (100, Framing::None));
+        let (m, h) = try_head(&raw[n..], false).unwrap().unwrap();
+        assert_eq!((h.status, h.framing), (200, Framing::Length(2)));
+        assert_eq!(&raw[n + m..], b"ok");
+    }
+
+    #[test]
+    fn keep_alive_rules() {
+        assert!(keep_alive("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"));
+        assert!(!keep_alive("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"));
+        assert!(!keep_alive("HTTP/1.1 200 OK\r\nConnection: keep-alive, Close\r\nContent-Length: 0\r\n\r\n"));
+        assert!(!keep_alive("HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n"));
+        assert!(keep_alive("HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 0\r\n\r\n"));
+        assert!(!keep_alive("HTTP/1.1 200 OK\r\n\r\n"), "close framing");
+        assert!(!keep_alive("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"));
+        assert!(keep_alive("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"));
+        assert!(keep_alive("HTTP/1.1 204 No Content\r\n\r\n"));
+    }
+
+    #[test]
+    fn bad_heads() {
+        for raw in ["HTTP/1.1 abc OK\r\n\r\n", "GARBAGE\r\n\r\n", "HTTP/2.0 200 OK\r\n\r\n", "HTTP/1.1 099 Low\r\n\r\n", "HTTP/1.1 200 OK\r\nBad Header: x\r\n\r\n"] {
+            assert_eq!(head(raw), Err(ParseError::BadHead), "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn bad_content_length() {
+        for cl in ["abc", "-1", "+5", "5 5", "", "99999999999999999999999", "5, 6", "0x10"] {
+            let raw = format!("HTTP/1.1 200 OK\r\nContent-Length: {cl}\r\n\r\n");
+            assert_eq!(framing(&raw), Err(ParseError::BadFraming), "{cl:?}");
+        }
+        assert_eq!(framing("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n"), Err(ParseError::BadFraming));
+    }
+
+    #[test]
+    fn head_too_large() {
+        let mut long = b"HTTP/1.1 200 OK\r\nX-Big: ".to_vec();
+        long.resize(MAX_HEAD - 1, b'a');
+        assert_eq!(try_head(&long, false), Ok(None));
+        long.push(b'a');
+        assert_eq!(try_head(&long, false), Err(ParseError::HeadTooLarge));
+        long.extend_from_slice(b"\r\n\r\n");
+        assert_eq!(try_head(&long, false), Err(ParseError::HeadTooLarge));
+        // A head ending exactly at MAX_HEAD is fine.
+        let mut exact = b"HTTP/1.1 200 OK\r\nX-Big: ".to_vec();
+        exact.resize(MAX_HEAD - 4, b'a');
+        exact.extend_from_slice(b"\r\n\r\n");
+        assert_eq!(try_head(&exact, false).unwrap().unwrap().0, MAX_HEAD);
+
+        let mut many = String::from("HTTP/1.1 200 OK\r\n");
+        for i in 0..MAX_HEADERS {
+            many.push_str(&format!("X-{i}: v\r\n"));
+        }
+        assert!(head(&format!("{many}\r\n")).unwrap().is_some());
+        many.push_str("X-Last: v\r\n\r\n");
+        assert_eq!(head(&many), Err(ParseError::HeadTooLarge));
+    }
+
+    #[test]
+    fn length_body() {
+        assert_eq!(decode(Framing::Length(3), 10, b"abcdef"), Ok((3, b"abc".to_vec(), true)));
+        assert_eq!(decode(Framing::Length(3), 10, b"ab"), Ok((2, b"ab".to_vec(), false)));
+        assert_eq!(decode(Framing::Length(0), 0, b"x"), Ok((0, vec![], true)));
+        assert_eq!(decode(Framing::None, 0, b"x"), Ok((0, vec![], true)));
+        assert_eq!(decode(Framing::Length(11), 10, b""), Err(ParseError::BodyTooLarge));
+        assert_eq!(decode(Framing::Length(u64::MAX), usize::MAX, b"abc"), Ok((3, b"abc".to_vec(), false)));
+        let mut d = BodyDecoder::new(Framing::Length(3), 10);
+        d.feed(b"ab", &mut Vec::new()).unwrap();
+        assert_eq!(d.eof(), Err(ParseError::BadFraming));
+        assert_eq!(d.feed(b"c", &mut Vec::new()), Err(ParseError::BadFraming), "errors are sticky");
+        let mut d = BodyDecoder::new(Framing::Length(1), 10);
+        d.feed(b"a", &mut Vec::new()).unwrap();
+        assert_eq!(d.eof(), Ok(()));
+    }
+
+    #[test]
+    fn close_body() {
+        let mut d = BodyDecoder::new(Framing::Close, 5);
+        let mut out = Vec::new();
+        assert_eq!(d.feed(b"abc", &mut out), Ok(3));
+        assert_eq!(d.feed(b"de", &mut out), Ok(2));
+        assert!(!d.is_done());
+        assert_eq!(d.eof(), Ok(()));
+        assert!(d.is_done());
+        assert_eq!(out, b"abcde");
+        assert_eq!(decode(Framing::Close, 5, b"abcdef"), Err(ParseError::BodyTooLarge));
+    }
+
+    #[test]
+    fn chunked_body() {
+        let raw = b"3\r\nabc\r\nA;name=value;x\r\n0123456789\r\n0\r\nX-Trailer: t\r\nX-Other: u\r\n\r\nNEXT";
+        assert_eq!(decode(Framing::Chunked, 100, raw), Ok((raw.len() - 4, b"abc0123456789".to_vec(), true)));
+        assert_eq!(decode(Framing::Chunked, 100, b"0\r\n\r\n"), Ok((5, vec![], true)));
+        assert_eq!(decode(Framing::Chunked, 100, b"003 \t;ext\r\nabc\r\n0\r\n\r\n").unwrap().1, b"abc");
+        assert_eq!(decode(Framing::Chunked, 100, b"3\r\nabc\r\n0\r\n"), Ok((11, b"abc".to_vec(), false)));
+        let mut d = BodyDecoder::new(Framing::Chunked, 100);
+        d.feed(b"3\r\nab", &mut Vec::new()).unwrap();
+        assert_eq!(d.eof(), Err(ParseError::BadFraming));
+    }
+
+    #[test]
+    fn chunked_errors() {
+        let bad: &[&[u8]] = &[
+            b"\r\n",
+            b"g\r\n",
+            b";ext\r\n",
+            b"3\nabc\r\n",
+            b"3\r\nabcX\r\n",
+            b"3\r\nabc\rX",
+            b"3 x\r\n",
+            b"3;a\nb\r\n",
+            b"0\r\nX: y\n\r\n",
+            b"0\r\nX: y\rz",
+            b"0\r\n\rX",
+            b"10000000000000000\r\n",
+        ];
+        for raw in bad {
+            assert_eq!(decode(Framing::Chunked, 1 << 20, raw), Err(ParseError::BadFraming), "{:?}", String::from_utf8_lossy(raw));
+        }
+        let long_ext = [b"1;".as_slice(), &vec![b'x'; MAX_CHUNK_LINE]].concat();
+        assert_eq!(decode(Framing::Chunked, 100, &long_ext), Err(ParseError::BadFraming));
+        let long_zeros = vec![b'0'; MAX_CHUNK_LINE + 1];
+        assert_eq!(decode(Framing::Chunked, 100, &long_zeros), Err(ParseError::BadFraming));
+        let long_trailer = [b"0\r\nX: ".as_slice(), &vec![b'y'; MAX_TRAILERS]].concat();
+        assert_eq!(decode(Framing::Chunked, 100, &long_trailer), Err(ParseError::BadFraming));
+        // Largest representable size is accepted as a size (then refused by the limit).
+        assert_eq!(decode(Framing::Chunked, 100, b"ffffffffffffffff\r\n"), Err(ParseError::BodyTooLarge));
+        assert_eq!(decode(Framing::Chunked, 5, b"3\r\nabc\r\n3\r\n"), Err(ParseError::BodyTooLarge));
+        assert_eq!(decode(Framing::Chunked, 6, b"3\r\nabc\r\n3\r\ndef\r\n0\r\n\r\n").unwrap().1, b"abcdef");
+    }
+
+    /// A whole response, for the split property.
+    #[derive(Debug, Clone)]
+    struct Msg {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+        framing: u8,
+        /// Chunk boundaries (chunked framing).
+        cuts: Vec<usize>,
+        trailer: bool,
+    }
+
+    impl Msg {
+        fn bytes(&self) -> Vec<u8> {
+            let mut v = format!("HTTP/1.1 {} Whatever\r\n", self.status).into_bytes();
+            for (k, val) in &self.headers {
+                v.extend_from_slice(format!("{k}: {val}\r\n").as_bytes());
+            }
+            match self.framing {
+                0 => v.extend_from_slice(format!("Content-Length: {}\r\n\r\n", self.body.len()).as_bytes()),
+                1 => v.extend_from_slice(b"Transfer-Encoding: chunked\r\n\r\n"),
+                _ => v.extend_from_slice(b"Connection: close\r\n\r\n"),
+            }
+            if self.framing == 1 {
+                let mut cuts: Vec<usize> = self.cuts.iter().map(|c| c % (self.body.len() + 1)).collect();
+                cuts.push(0);
+                cuts.push(self.body.len());
+                cuts.sort_unstable();
+                cuts.dedup();
+                for w in cuts.windows(2) {
+                    let piece = &self.body[w[0]..w[1]];
+                    v.extend_from_slice(format!("{:x};e=1\r\n", piece.len()).as_bytes());
+                    v.extend_from_slice(piece);
+                    v.extend_from_slice(b"\r\n");
+                }
+                v.extend_from_slice(if self.trailer { b"0\r\nX-T: 1\r\n\r\n".as_slice() } else { b"0\r\n\r\n" });
+            } else {
+                v.extend_from_slice(&self.body);
+            }
+            v
+        }
+    }
+
+    fn msg() -> impl Strategy<Value = Msg> {
+        (
+            prop_oneof![Just(200u16), Just(206), Just(404), Just(503)],
+            proptest::collection::vec(("[A-Za-z][A-Za-z0-9-]{0,12}", "[ -~]{0,30}"), 0..6),
+            proptest::collection::vec(any::<u8>(), 0..400),
+            0u8..3,
+            proptest::collection::vec(any::<usize>(), 0..6),
+            any::<bool>(),
+        )
+            .prop_map(|(status, headers, body, framing, cuts, trailer)| {
+                // Avoid generated names colliding with the framing headers.
+                let headers = headers.into_iter().map(|(k, v)| (format!("X-{k}"), v)).collect();
+                Msg { status, headers, body, framing, cuts, trailer }
+            })
+    }
+
+    /// Parses `pieces` in order, as a connection would deliver them. Returns the head, the
+    /// body, and how many bytes of the message were consumed in total.
+    fn parse_pieces(pieces: &[&[u8]], close_at_end: bool) -> Result<(ResponseHead, Vec<u8>, usize), ParseError> {
+        let mut buf = Vec::new();
+        let mut got: Option<(ResponseHead, BodyDecoder)> = None;
+        let mut body = Vec::new();
+        let mut consumed = 0;
+        for piece in pieces {
+            let input: Vec<u8> = match &got {
+                None => {
+                    buf.extend_from_slice(piece);
+                    let Some((n, h)) = try_head(&buf, false)? else { continue };
+                    consumed += n;
+                    let rest = buf[n..].to_vec();
+                    got = Some((h.clone(), BodyDecoder::new(h.framing, 1 << 20)));
+                    rest
+                }
+                Some(_) => piece.to_vec(),
+            };
+            let (_, dec) = got.as_mut().unwrap();
+            consumed += dec.feed(&input, &mut body)?;
+        }
+        let (h, mut dec) = got.ok_or(ParseError::BadHead)?;
+        if close_at_end {
+            dec.eof()?;
+        }
+        assert!(dec.is_done());
+        Ok((h, body, consumed))
+    }
+
+    fn split<'a>(bytes: &'a [u8], cuts: &[usize]) -> Vec<&'a [u8]> {
+        let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
+        cuts.push(0);
+        cuts.push(bytes.len());
+        cuts.sort_unstable();
+        cuts.windows(2).map(|w| &bytes[w[0]..w[1]]).collect()
+    }
+
+    proptest! {
+        #[test]
+        fn split_does_not_matter(m in msg(), cuts in proptest::collection::vec(any::<usize>(), 0..40), every_byte in any::<bool>()) {
+            let mut bytes = m.bytes();
+            let msg_len = bytes.len();
+            let close = m.framing == 2;
+            if !close {
+                // Bytes of a pipelined next response must be left alone.
+                bytes.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+            }
+            let whole = parse_pieces(&[&bytes], close).unwrap();
+            let pieces: Vec<&[u8]> = if every_byte { bytes.chunks(1).collect() } else { split(&bytes, &cuts) };
+            let pieced = parse_pieces(&pieces, close).unwrap();
+            prop_assert_eq!(&whole.0, &pieced.0);
+            prop_assert_eq!(&whole.1, &pieced.1);
+            prop_assert_eq!(whole.2, pieced.2);
+            prop_assert_eq!(whole.2, msg_len);
+            prop_assert_eq!(&whole.1, &m.body);
+            prop_assert_eq!(whole.0.status, m.status);
+            prop_assert_eq!(whole.0.keep_alive, !close);
+            let expected_framing = match m.framing { 0 => Framing::Length(m.body.len() as u64), 1 => Framing::Chunked, _ => Framing::Close };
+            prop_assert_eq!(whole.0.framing, expected_framing);
+            for (k, v) in &m.headers {
+                let name = k.to_ascii_lowercase();
+                prop_assert!(whole.0.headers.iter().any(|(n, val)| *n == name && val == v.trim()));
+            }
+        }
+
+        #[test]
+        fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600), head_request in any::<bool>()) {
+            let _ = try_head(&bytes, head_request);
+            let mut with_head = b"HTTP/1.1 200 OK\r\n".to_vec();
+            with_head.extend_from_slice(&bytes);
+            let _ = try_head(&with_head, head_request);
+            for framing in [Framing::Chunked, Framing::Close, Framing::Length(300), Framing::None] {
+                let mut d = BodyDecoder::new(framing, 256);
+                let mut out = Vec::new();
+                for piece in bytes.chunks(7) {
+                    let _ = d.feed(piece, &mut out);
+                }
+                let _ = d.eof();
+                prop_assert!(out.len() <= 256);
+            }
+        }
+
+        #[test]
+        fn random_chunk_syntax_never_panics(s in "[0-9a-fA-F;= \r\nxX]{0,200}", limit in 0usize..64) {
+            let mut d = BodyDecoder::new(Framing::Chunked, limit);
+            let mut out = Vec::new();
+            let _ = d.feed(s.as_bytes(), &mut out);
+            prop_assert!(out.len() <= limit);
+        }
+    }
+}

@@ -1445,13 +1445,18 @@ mod tests {
             });
             assert_tamper_mismatch(scheme, |w| w.headers[4].1 = "gw 02".into());
             assert_tamper_mismatch(scheme, |w| w.headers[0].1 = "evil.example".into());
-            assert_tamper_mismatch(scheme, |w| {
-                w.headers.push(("X-Oss-Meta-New".into(), "1".into()))
-            });
         }
+        // OSS signs every x-oss-* header, so adding one breaks the signature; S3 signs only the
+        // SignedHeaders list, so an added header is not covered (and not an error).
+        assert_tamper_mismatch(Scheme::OssV4, |w| {
+            w.headers.push(("X-Oss-Meta-New".into(), "1".into()))
+        });
+        let c = creds(None);
+        let (mut w, _) = sample().signed(Scheme::S3V4, &c, &[], T);
+        w.headers.push(("X-Amz-Meta-New".into(), "1".into()));
+        assert_eq!(w.verify(Scheme::S3V4, &c, "cn-hangzhou", T), Ok(()));
         // S3 signs Content-Length too; OSS does not.
         assert_tamper_mismatch(Scheme::S3V4, |w| w.headers[3].1 = "1".into());
-        let c = creds(None);
         let (mut w, _) = sample().signed(Scheme::OssV4, &c, &[], T);
         w.headers[3].1 = "1".into();
         w.headers[5].1 = "curl".into();

@@ -93,6 +93,7 @@ impl Params {
     pub fn new_for_test(file_len: u64, part_size: u64, multipart: bool) -> Params {
         Params {
             identity: Identity {
+                path: "/data/f".into(),
                 endpoint: "http://127.0.0.1:9000".into(),
                 bucket: "b".into(),
                 key: "k".into(),

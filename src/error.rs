@@ -1,0 +1,262 @@
+//! The library's error type.
+//!
+//! Owns: [`Error`], one line of `Display` per variant, and the mapping to sysexits exit codes.
+//! Must not: decide retry policy (that is `proto::retry`), or print (the CLI does).
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+use crate::config::ConfigError;
+use crate::proto::retry::Failure;
+use crate::proto::Op;
+
+/// Exit codes (sysexits.h) that the CLI uses, so a supervisor can act on them.
+pub mod exit {
+    /// Done.
+    pub const OK: u8 = 0;
+    /// Command-line usage error.
+    pub const USAGE: u8 = 64;
+    /// The file changed, or the stored data does not match it.
+    pub const DATAERR: u8 = 65;
+    /// No such file (or not a readable regular file).
+    pub const NOINPUT: u8 = 66;
+    /// The checkpoint directory or journal cannot be written.
+    pub const CANTCREAT: u8 = 73;
+    /// Reading the local file failed.
+    pub const IOERR: u8 = 74;
+    /// Server or network unavailable after the retry budget, or the upload is locked by
+    /// another process: state kept, run again to resume.
+    pub const TEMPFAIL: u8 = 75;
+    /// Credentials rejected.
+    pub const NOPERM: u8 = 77;
+    /// Configuration error.
+    pub const CONFIG: u8 = 78;
+}
+
+/// An upload failure, with the context a person needs to act on it.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// A configuration value cannot work.
+    Config(ConfigError),
+    /// The local file does not exist, is not a regular file, or cannot be opened.
+    NoSuchFile {
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// Reading the local file failed during the upload.
+    Read {
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// The file changed (length, mtime or inode) during the upload; it was not completed.
+    FileChanged {
+        /// The path.
+        path: PathBuf,
+    },
+    /// The server's CRC-64 of the stored data differs from the local bytes.
+    DataMismatch {
+        /// What failed.
+        op: Op,
+        /// Local CRC-64.
+        local: u64,
+        /// Server CRC-64.
+        server: u64,
+    },
+    /// The checkpoint directory or journal cannot be used.
+    Checkpoint {
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// The journal was written by a newer ossup.
+    NewerJournal {
+        /// The path.
+        path: PathBuf,
+        /// Its format version.
+        version: u8,
+    },
+    /// Another process is uploading the same file to the same destination.
+    Locked {
+        /// The journal path.
+        path: PathBuf,
+        /// The holder's PID, if known.
+        pid: Option<u32>,
+    },
+    /// The server refused the request, and retrying cannot help.
+    Service {
+        /// What failed.
+        op: Op,
+        /// HTTP status.
+        status: u16,
+        /// OSS/S3 error code.
+        code: String,
+        /// Error message from the server.
+        message: String,
+        /// Request id, for support.
+        request_id: String,
+    },
+    /// The TLS peer could not be verified.
+    Tls {
+        /// What failed.
+        op: Op,
+    },
+    /// Retryable failures went on for longer than the retry budget. State is kept.
+    GaveUp {
+        /// What failed last.
+        op: Op,
+        /// The last failure.
+        failure: Failure,
+        /// Failed attempts in the last run of failures.
+        attempts: u32,
+        /// The last service error details (code, message, request id), if any.
+        detail: Option<(String, String, String)>,
+    },
+}
+
+impl Error {
+    /// True if running again later can finish the upload (the journal is kept).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Error::GaveUp { .. } | Error::Locked { .. })
+    }
+
+    /// The sysexits code the CLI exits with.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Config(_) | Error::NewerJournal { .. } | Error::Tls { .. } => exit::CONFIG,
+            Error::NoSuchFile { .. } => exit::NOINPUT,
+            Error::Read { .. } => exit::IOERR,
+            Error::FileChanged { .. } | Error::DataMismatch { .. } => exit::DATAERR,
+            Error::Checkpoint { .. } => exit::CANTCREAT,
+            Error::Locked { .. } | Error::GaveUp { .. } => exit::TEMPFAIL,
+            Error::Service { status, code, .. } => {
+                let failure = Failure::Status { status: *status, code: Some(code.clone()) };
+                if crate::proto::retry::is_credentials_problem(&failure) {
+                    exit::NOPERM
+                } else {
+                    exit::CONFIG
+                }
+            }
+        }
+    }
+
+    /// What a person should do about it, in a few words.
+    pub fn hint(&self) -> &'static str {
+        match self {
+            Error::Config(_) => "fix the option or board config",
+            Error::NoSuchFile { .. } => "check the path",
+            Error::Read { .. } => "check the file and the storage it is on",
+            Error::FileChanged { .. } => "run again once the file is stable; a fresh upload starts",
+            Error::DataMismatch { .. } => "run again; if it repeats, check memory and storage",
+            Error::Checkpoint { .. } => "make the checkpoint dir writable (--checkpoint-dir)",
+            Error::NewerJournal { .. } => "use the newer ossup, or delete the checkpoint to start over",
+            Error::Locked { .. } => "wait for the other process, or use --wait",
+            Error::Service { .. } if self.exit_code() == exit::NOPERM => {
+                "check OSS_ACCESS_KEY_ID / OSS_ACCESS_KEY_SECRET, the region and the bucket policy"
+            }
+            Error::Service { .. } => "check the bucket, key, region and endpoint",
+            Error::Tls { .. } => "check the endpoint name and --ca-file",
+            Error::GaveUp { .. } => "run again to resume; progress is kept",
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Config(e) => write!(f, "configuration: {e}"),
+            Error::NoSuchFile { path, source } => write!(f, "cannot open {}: {source}", path.display()),
+            Error::Read { path, source } => write!(f, "reading {} failed: {source}", path.display()),
+            Error::FileChanged { path } => {
+                write!(f, "{} changed during the upload; it was not completed", path.display())
+            }
+            Error::DataMismatch { op, local, server } => write!(
+                f,
+                "{op}: the server's CRC-64 {server} differs from the local {local}"
+            ),
+            Error::Checkpoint { path, source } => {
+                write!(f, "checkpoint {} unusable: {source}", path.display())
+            }
+            Error::NewerJournal { path, version } => write!(
+                f,
+                "checkpoint {} was written by a newer ossup (format {version})",
+                path.display()
+            ),
+            Error::Locked { path, pid: Some(pid) } => write!(
+                f,
+                "another ossup (PID {pid}) is uploading this file to this destination ({})",
+                path.display()
+            ),
+            Error::Locked { path, pid: None } => write!(
+                f,
+                "another ossup is uploading this file to this destination ({})",
+                path.display()
+            ),
+            Error::Service { op, status, code, message, request_id } => {
+                write!(f, "{op} refused: HTTP {status} {code}")?;
+                if !message.is_empty() {
+                    write!(f, ": {message}")?;
+                }
+                if !request_id.is_empty() {
+                    write!(f, " (request id {request_id})")?;
+                }
+                Ok(())
+            }
+            Error::Tls { op } => write!(f, "{op}: the server's TLS certificate could not be verified"),
+            Error::GaveUp { op, failure, attempts, detail } => {
+                write!(f, "{op} failed {attempts} times in a row, last: {}", describe_failure(failure))?;
+                if let Some((code, _msg, rid)) = detail {
+                    if !code.is_empty() && !matches!(failure, Failure::Status { .. }) {
+                        write!(f, " (earlier {code})")?;
+                    }
+                    if !rid.is_empty() {
+                        write!(f, " (request id {rid})")?;
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// One phrase for a failure.
+pub fn describe_failure(f: &Failure) -> String {
+    match f {
+        Failure::Dns => "name resolution failed".into(),
+        Failure::Connect => "cannot connect".into(),
+        Failure::Reset => "connection reset or closed".into(),
+        Failure::TimedOut => "no progress within the idle timeout".into(),
+        Failure::Tls => "TLS error".into(),
+        Failure::TlsCertificate => "TLS certificate not trusted".into(),
+        Failure::Status { status, code: Some(c) } => format!("HTTP {status} {c}"),
+        Failure::Status { status, code: None } => format!("HTTP {status}"),
+        Failure::Malformed => "malformed response".into(),
+        Failure::CrcMismatch => "CRC-64 mismatch".into(),
+        Failure::LocalRead => "local read error".into(),
+        Failure::SourceChanged => "the file changed".into(),
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Config(e) => Some(e),
+            Error::NoSuchFile { source, .. } | Error::Read { source, .. } | Error::Checkpoint { source, .. } => {
+                Some(source)
+            }
+            _ => None,
+        }
+    }
+}
+
+impl From<ConfigError> for Error {
+    fn from(e: ConfigError) -> Self {
+        Error::Config(e)
+    }
+}

@@ -1,0 +1,510 @@
+//! The loop that runs one upload: `poll_action` → perform → `handle`.
+//!
+//! Owns: the job slots (each a connection plus one reused buffer), carrying out each
+//! [`Action`], turning HTTP responses into [`Event`]s, and progress reporting. Must not: decide
+//! anything the state machine decides (what to send, when to retry, what is done), or keep its
+//! own copy of upload progress beyond the bytes of parts currently on the wire.
+//!
+//! Cancel-safe: dropping the future at any `.await` loses at most the parts in flight; every
+//! record that reached the journal was fsync'd first.
+
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use futures_lite::future::{self, FutureExt};
+use sha2::{Digest as _, Sha256};
+
+use crate::config::{Config, Destination};
+use crate::error::Error;
+use crate::io::conn::{Conn, ConnectSpec};
+use crate::io::exchange::{exchange, BodySource, ExchangeOpts, Response};
+use crate::io::journal::{journal_path, Journal, Lock, LockError};
+use crate::io::source::Source;
+use crate::proto::checkpoint::{CheckpointError, Identity};
+use crate::proto::geometry::Geometry;
+use crate::proto::rate::TokenBucket;
+use crate::proto::request::{self, Body, BodyDigests, Call, Target};
+use crate::proto::retry::Failure;
+use crate::proto::sign::{self, Scheme};
+use crate::proto::upload::{Action, Event, GiveUp, HeadInfo, Params, Upload, Uploaded};
+use crate::proto::{time, xml, Op};
+
+/// Request heads are rendered into the job buffer; this much must always fit.
+const MIN_BUFFER: usize = 4096;
+
+/// What stays the same for every call of one upload.
+struct Shared<'a> {
+    cfg: &'a Config,
+    target: Target,
+    source: &'a Source,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    limiter: Option<RefCell<TokenBucket>>,
+    md5_parts: bool,
+    /// Bytes of acknowledged parts (set by the loop from the state machine).
+    done: Cell<u64>,
+    /// Bytes of each job's current part that are on the wire.
+    inflight: RefCell<Vec<u64>>,
+    /// Highest progress reported, so progress never goes backwards when a part restarts.
+    reported: Cell<u64>,
+    progress: RefCell<&'a mut dyn FnMut(u64, u64)>,
+    /// The last service error seen: (op, status, code, message, request id).
+    last_service: RefCell<Option<(Op, u16, String, String, String)>>,
+}
+
+impl Shared<'_> {
+    fn report(&self) {
+        let total = self.source.len();
+        let now = (self.done.get() + self.inflight.borrow().iter().sum::<u64>()).min(total);
+        if now > self.reported.get() || (now == total && self.reported.get() == 0 && total == 0) {
+            self.reported.set(now.max(self.reported.get()));
+            (self.progress.borrow_mut())(self.reported.get(), total);
+        }
+    }
+}
+
+/// One job slot: a connection that is kept alive between calls, and the job's buffer.
+struct Job {
+    slot: usize,
+    conn: Option<Conn>,
+    buf: Vec<u8>,
+}
+
+type Running<'a> = Pin<Box<dyn Future<Output = (Job, u64, Event)> + 'a>>;
+
+fn unix_now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+/// Builds the request target for `cfg` and `dest`.
+pub fn target(cfg: &Config, dest: &Destination) -> Target {
+    Target {
+        scheme: cfg.scheme,
+        endpoint_host: cfg.endpoint.authority.clone(),
+        path_style: cfg.path_style || Target::host_needs_path_style(&cfg.endpoint.authority),
+        bucket: dest.bucket.clone(),
+        key: dest.key.clone(),
+    }
+}
+
+/// The TLS configuration for `cfg` (`None` for `http://`).
+pub fn tls_for(cfg: &Config) -> Result<Option<Arc<rustls::ClientConfig>>, Error> {
+    if !cfg.endpoint.tls {
+        return Ok(None);
+    }
+    let pem = match &cfg.ca_file {
+        Some(p) => Some(std::fs::read(p).map_err(|e| {
+            Error::Config(crate::config::ConfigError(format!("cannot read CA file {}: {e}", p.display())))
+        })?),
+        None => None,
+    };
+    crate::io::conn::tls_config(pem.as_deref())
+        .map(Some)
+        .map_err(|e| Error::Config(crate::config::ConfigError(format!("TLS setup: {e}"))))
+}
+
+/// Uploads `path` to `dest`. See [`crate::upload_file`].
+pub async fn upload(
+    cfg: &Config,
+    path: &Path,
+    dest: &Destination,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Uploaded, Error> {
+    cfg.validate()?;
+    dest.validate()?;
+    let source = Source::open(path).map_err(|e| Error::NoSuchFile { path: path.to_path_buf(), source: e })?;
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let multipart = source.len() >= cfg.multipart_threshold && !source.is_empty();
+    let geometry = Geometry::new(source.len(), cfg.part_size)
+        .map_err(|e| Error::Config(crate::config::ConfigError(format!("part geometry: {e:?}"))))?;
+    let identity = Identity {
+        path: abs.to_string_lossy().into_owned(),
+        endpoint: cfg.endpoint.url(),
+        bucket: dest.bucket.clone(),
+        key: dest.key.clone(),
+        scheme: match cfg.scheme {
+            Scheme::OssV4 => 0,
+            Scheme::S3V4 => 1,
+        },
+        file_len: source.len(),
+        mtime_ns: source.mtime_ns(),
+        inode: source.inode(),
+        part_size: geometry.part_size,
+    };
+
+    let (jpath, _lock, mut journal, replay) = open_checkpoint(cfg, &abs, dest).await?;
+    let tls = tls_for(cfg)?;
+    let params = Params {
+        identity: identity.clone(),
+        geometry,
+        multipart,
+        max_in_flight: cfg.jobs,
+        backoff: cfg.backoff,
+        retry_for_ms: cfg.retry_for.filter(|d| !d.is_zero()).map(|d| d.as_millis() as u64),
+        seed: (unix_now() as u64) ^ ((std::process::id() as u64) << 32),
+    };
+    let mut up = Upload::new(params, replay);
+    if up.clock_offset() != 0 {
+        log::info!("using the clock offset of {} s recorded in the checkpoint", up.clock_offset());
+    }
+    let shared = Shared {
+        cfg,
+        target: target(cfg, dest),
+        source: &source,
+        tls,
+        limiter: cfg.limit_rate.map(|r| RefCell::new(TokenBucket::new(r, (r / 4).max(cfg.buffer_size as u64)))),
+        md5_parts: cfg.content_md5.unwrap_or(cfg.scheme == Scheme::S3V4),
+        done: Cell::new(0),
+        inflight: RefCell::new(vec![0; cfg.jobs as usize]),
+        reported: Cell::new(0),
+        progress: RefCell::new(progress),
+        last_service: RefCell::new(None),
+    };
+    let buffer_size = cfg.buffer_size.max(MIN_BUFFER);
+    let mut free: Vec<Job> =
+        (0..cfg.jobs as usize).rev().map(|slot| Job { slot, conn: None, buf: vec![0; buffer_size] }).collect();
+    let mut running: Vec<Running<'_>> = Vec::new();
+    let start = Instant::now();
+    let now_ms = || start.elapsed().as_millis() as u64;
+    let mut last_offset = up.clock_offset();
+
+    let outcome = loop {
+        shared.done.set(up.bytes_done());
+        shared.report();
+        if up.clock_offset() != last_offset {
+            log::warn!("clock corrected by {} s from the server's time", up.clock_offset());
+            last_offset = up.clock_offset();
+        }
+        match up.poll_action(now_ms()) {
+            Action::Call { id, call } => {
+                let Some(job) = free.pop() else {
+                    // The machine never exceeds max_in_flight; treat a breach as a bug report.
+                    unreachable!("state machine exceeded its in-flight limit")
+                };
+                let offset = up.clock_offset();
+                running.push(Box::pin(perform(&shared, job, id, call, offset)));
+            }
+            Action::Persist(rec) => {
+                let j = journal.as_mut().expect("a journal exists whenever a record is persisted");
+                j.append(&rec).map_err(|e| Error::Checkpoint { path: jpath.clone(), source: e })?;
+                up.handle(Event::Persisted, now_ms());
+            }
+            Action::ResetJournal(records) => {
+                let j = Journal::create(&jpath, &identity, &records)
+                    .map_err(|e| Error::Checkpoint { path: jpath.clone(), source: e })?;
+                journal = Some(j);
+                up.handle(Event::Persisted, now_ms());
+            }
+            Action::Digest { n } => {
+                let (off, len) = geometry.part(n);
+                let mut buf = vec![0u8; buffer_size];
+                let (crc64, md5) = source
+                    .digest(off, len, &mut buf)
+                    .map_err(|e| Error::Read { path: path.to_path_buf(), source: e })?;
+                up.handle(Event::Digest { n, crc64, md5 }, now_ms());
+            }
+            Action::Sleep { until_ms } => {
+                let deadline = start + std::time::Duration::from_millis(until_ms);
+                let timer = async {
+                    async_io::Timer::at(deadline).await;
+                    None
+                };
+                if let Some((job, _, ev)) = next_done(&mut running).or(timer).await {
+                    free.push(job);
+                    up.handle(ev, now_ms());
+                }
+            }
+            Action::Wait => {
+                if running.is_empty() {
+                    unreachable!("state machine waits with nothing outstanding");
+                }
+                if let Some((job, _, ev)) = next_done(&mut running).await {
+                    free.push(job);
+                    up.handle(ev, now_ms());
+                }
+            }
+            Action::Done(r) => break r,
+        }
+    };
+    drop(running);
+    match outcome {
+        Ok(u) => {
+            if let Some(j) = journal {
+                j.remove().map_err(|e| Error::Checkpoint { path: jpath.clone(), source: e })?;
+            }
+            shared.done.set(source.len());
+            shared.report();
+            Ok(u)
+        }
+        Err(g) => Err(give_up_error(g, &shared, path)),
+    }
+}
+
+/// Waits for the first running call to finish and removes it.
+async fn next_done<'a>(running: &mut Vec<Running<'a>>) -> Option<(Job, u64, Event)> {
+    if running.is_empty() {
+        return future::pending().await;
+    }
+    future::poll_fn(|cx| {
+        for i in 0..running.len() {
+            if let Poll::Ready(out) = running[i].as_mut().poll(cx) {
+                drop(running.swap_remove(i));
+                return Poll::Ready(Some(out));
+            }
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+type Checkpoint = (std::path::PathBuf, Lock, Option<Journal>, Option<crate::proto::checkpoint::Replay>);
+
+/// Takes the lock and opens (or sets aside) the journal for this file and destination.
+async fn open_checkpoint(cfg: &Config, abs: &Path, dest: &Destination) -> Result<Checkpoint, Error> {
+    let dir = &cfg.checkpoint_dir;
+    crate::io::journal::ensure_dir(dir).map_err(|e| Error::Checkpoint { path: dir.clone(), source: e })?;
+    let jpath = journal_path(dir, abs, &cfg.endpoint.url(), &dest.bucket, &dest.key);
+    let lock = if cfg.wait_for_lock {
+        Lock::acquire_async(&jpath).await
+    } else {
+        Lock::acquire(&jpath, false)
+    };
+    let lock = lock.map_err(|e| match e {
+        LockError::Held { pid } => Error::Locked { path: jpath.clone(), pid },
+        LockError::Io(e) => Error::Checkpoint { path: jpath.clone(), source: e },
+    })?;
+    let opened = Journal::open(&jpath).map_err(|e| Error::Checkpoint { path: jpath.clone(), source: e })?;
+    let (journal, replay) = match opened {
+        None => (None, None),
+        Some((j, Ok(r))) => (Some(j), Some(r)),
+        Some((_, Err(CheckpointError::NewerVersion(v)))) => {
+            return Err(Error::NewerJournal { path: jpath, version: v })
+        }
+        Some((j, Err(CheckpointError::NotAJournal))) => {
+            // Unreadable header: nothing in it can be trusted (not even the upload id), so it
+            // is kept aside for inspection and the upload starts fresh.
+            drop(j);
+            let aside = jpath.with_extension("corrupt");
+            log::warn!("checkpoint {} is corrupt; moved to {} and starting over", jpath.display(), aside.display());
+            std::fs::rename(&jpath, &aside).map_err(|e| Error::Checkpoint { path: jpath.clone(), source: e })?;
+            (None, None)
+        }
+    };
+    Ok((jpath, lock, journal, replay))
+}
+
+fn give_up_error(g: GiveUp, shared: &Shared<'_>, path: &Path) -> Error {
+    let last = shared.last_service.borrow().clone();
+    match g {
+        GiveUp::DataMismatch { local, server } => Error::DataMismatch { op: Op::Complete, local, server },
+        GiveUp::Fatal { failure: Failure::SourceChanged, .. } => Error::FileChanged { path: path.to_path_buf() },
+        GiveUp::Fatal { op, failure: Failure::LocalRead } => Error::Read {
+            path: path.to_path_buf(),
+            source: std::io::Error::other(format!("read failed during {op}")),
+        },
+        GiveUp::Fatal { op, failure: Failure::TlsCertificate } => Error::Tls { op },
+        GiveUp::Fatal { op, failure: Failure::Status { status, code } } => {
+            let (message, request_id) = match &last {
+                Some((lop, lstatus, _, m, r)) if *lop == op && *lstatus == status => (m.clone(), r.clone()),
+                _ => (String::new(), String::new()),
+            };
+            Error::Service { op, status, code: code.unwrap_or_default(), message, request_id }
+        }
+        GiveUp::Fatal { op, failure } => Error::GaveUp { op, failure, attempts: 1, detail: None },
+        GiveUp::RetryBudget { op, failure, attempts } => Error::GaveUp {
+            op,
+            failure,
+            attempts,
+            detail: last.map(|(_, _, c, m, r)| (c, m, r)),
+        },
+    }
+}
+
+/// Signs, sends and reads one call on `job`, returning the job and the event to report.
+async fn perform(shared: &Shared<'_>, mut job: Job, id: u64, call: Call, clock_offset: i64) -> (Job, u64, Event) {
+    let ev = match perform_inner(shared, &mut job, id, &call, clock_offset).await {
+        Ok(ev) => ev,
+        Err(failure) => {
+            job.conn = None;
+            Event::Failed { id, failure, server_time: None, local_time: unix_now() }
+        }
+    };
+    shared.inflight.borrow_mut()[job.slot] = 0;
+    (job, id, ev)
+}
+
+async fn perform_inner(
+    shared: &Shared<'_>,
+    job: &mut Job,
+    id: u64,
+    call: &Call,
+    clock_offset: i64,
+) -> Result<Event, Failure> {
+    let cfg = shared.cfg;
+    let source = shared.source;
+    // Digests the signature or headers need, computed from the local bytes first.
+    let mut digests = BodyDigests::default();
+    if let Call::UploadPart { offset, len, .. } = call {
+        if shared.md5_parts {
+            let md5 = source.md5_range(*offset, *len, &mut job.buf).map_err(|_| Failure::LocalRead)?;
+            digests.md5 = Some(md5);
+        }
+    }
+    if let Call::PutObject { len } = call {
+        if shared.md5_parts {
+            digests.md5 = Some(source.md5_range(0, *len, &mut job.buf).map_err(|_| Failure::LocalRead)?);
+        }
+    }
+    if let Call::Complete { .. } = call {
+        // Never complete an upload whose file changed underneath it: it would mix contents.
+        if source.changed().map_err(|_| Failure::LocalRead)? {
+            return Err(Failure::SourceChanged);
+        }
+    }
+    let mut head = request::describe(&shared.target, call, &cfg.object, &digests);
+    let body_sha = match (&head.body, cfg.scheme) {
+        (Body::Bytes(b), Scheme::S3V4) => Some(hex(&Sha256::digest(b))),
+        (Body::Empty, Scheme::S3V4) => Some(hex(&Sha256::digest(b""))),
+        _ => None,
+    };
+    let product = match cfg.scheme {
+        Scheme::OssV4 => "oss",
+        Scheme::S3V4 => "s3",
+    };
+    let signed = {
+        let req = head.sign_request(&shared.target);
+        let ctx = sign::Context {
+            scheme: cfg.scheme,
+            region: &cfg.region,
+            product,
+            credentials: &cfg.credentials,
+            unix_time: unix_now() + clock_offset,
+            additional_headers: &[],
+            payload_sha256: body_sha.as_deref(),
+        };
+        sign::sign_headers(&req, &ctx)
+    };
+    head.headers.extend(signed.headers);
+    let head_len = request::render(&head, &mut job.buf).map_err(|_| Failure::Malformed)?;
+
+    if job.conn.is_none() {
+        let spec = ConnectSpec {
+            host: cfg.endpoint.host.clone(),
+            port: cfg.endpoint.port,
+            tls: shared.tls.clone(),
+            connect_timeout: cfg.timeouts.connect,
+        };
+        job.conn = Some(Conn::connect(&spec).await?);
+    }
+    let conn = job.conn.as_mut().expect("connected above");
+    let body = match &head.body {
+        Body::Empty => BodySource::None,
+        Body::Bytes(b) => BodySource::Bytes(b),
+        Body::File { offset, len } => BodySource::File { source, offset: *offset, len: *len },
+    };
+    let mut opts = ExchangeOpts::new(cfg.timeouts.idle);
+    opts.head_request = matches!(call, Call::HeadObject);
+    opts.limiter = shared.limiter.as_ref();
+    let slot = job.slot;
+    let counts = matches!(call, Call::UploadPart { .. } | Call::PutObject { .. });
+    let mut on_progress = |n: u64| {
+        if counts {
+            shared.inflight.borrow_mut()[slot] += n;
+            shared.report();
+        }
+    };
+    let (resp, local_crc) = exchange(conn, &mut job.buf, head_len, body, &opts, &mut on_progress).await?;
+    if !resp.reusable() {
+        job.conn = None;
+    }
+    Ok(to_event(shared, id, call, resp, local_crc))
+}
+
+/// Interprets a complete response to `call` as an event.
+fn to_event(shared: &Shared<'_>, id: u64, call: &Call, resp: Response, local_crc: u64) -> Event {
+    let h = &resp.head;
+    let status = h.status;
+    let malformed = || Event::Failed { id, failure: Failure::Malformed, server_time: None, local_time: unix_now() };
+    if (200..300).contains(&status) {
+        let etag = h.etag().unwrap_or_default().to_string();
+        return match call {
+            Call::PutObject { .. } => Event::Put { id, etag, local_crc, server_crc: h.crc64() },
+            Call::UploadPart { .. } => Event::PartSent { id, etag, local_crc, server_crc: h.crc64() },
+            Call::Initiate => match xml::parse_initiate(&resp.body) {
+                Ok(upload_id) => Event::Initiated { id, upload_id },
+                Err(_) => malformed(),
+            },
+            Call::ListParts { .. } => match xml::parse_list_parts(&resp.body) {
+                Ok(page) => Event::Listed { id, page },
+                Err(_) => malformed(),
+            },
+            Call::Complete { .. } => match xml::parse_complete(&resp.body) {
+                Ok(etag) => Event::Completed { id, etag, server_crc: h.crc64() },
+                Err(Ok(svc)) => service_failure(shared, call.op(), status, svc, h),
+                Err(Err(_)) => malformed(),
+            },
+            Call::Abort { .. } => Event::Aborted { id },
+            Call::HeadObject => Event::Head {
+                id,
+                found: Some(HeadInfo {
+                    len: h.header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0),
+                    crc64: h.crc64(),
+                    etag: h.etag().map(str::to_string),
+                }),
+            },
+            Call::ListUploads { .. } => malformed(),
+        }
+        .with_id(id);
+    }
+    if status == 404 && matches!(call, Call::HeadObject) {
+        return Event::Head { id, found: None };
+    }
+    let svc = xml::parse_error(&resp.body)
+        .or_else(|| h.header("x-oss-err").and_then(xml::parse_oss_err_header))
+        .unwrap_or_default();
+    service_failure(shared, call.op(), status, svc, h).with_id(id)
+}
+
+fn service_failure(
+    shared: &Shared<'_>,
+    op: Op,
+    status: u16,
+    svc: xml::ServiceError,
+    h: &crate::proto::response::ResponseHead,
+) -> Event {
+    let server_time = svc
+        .server_time
+        .as_deref()
+        .and_then(time::parse_iso8601)
+        .or_else(|| h.header("date").and_then(time::parse_rfc1123));
+    let request_id = if svc.request_id.is_empty() {
+        h.request_id().unwrap_or_default().to_string()
+    } else {
+        svc.request_id.clone()
+    };
+    log::debug!("{op}: HTTP {status} {} {} (request id {request_id})", svc.code, svc.message);
+    let code = (!svc.code.is_empty()).then(|| svc.code.clone());
+    *shared.last_service.borrow_mut() = Some((op, status, svc.code, svc.message, request_id));
+    Event::Failed { id: 0, failure: Failure::Status { status, code }, server_time, local_time: unix_now() }
+}
+
+trait WithId {
+    fn with_id(self, id: u64) -> Self;
+}
+
+impl WithId for Event {
+    fn with_id(mut self, new: u64) -> Self {
+        if let Event::Failed { id, .. } = &mut self {
+            *id = new;
+        }
+        self
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
