@@ -41,7 +41,9 @@ const MIN_BUFFER: usize = 4096;
 struct Shared<'a> {
     cfg: &'a Config,
     target: Target,
-    source: &'a Source,
+    /// The file (absent for calls that need none, like `ossup abort`).
+    source: Option<&'a Source>,
+    total: u64,
     tls: Option<Arc<rustls::ClientConfig>>,
     limiter: Option<RefCell<TokenBucket>>,
     md5_parts: bool,
@@ -58,7 +60,7 @@ struct Shared<'a> {
 
 impl Shared<'_> {
     fn report(&self) {
-        let total = self.source.len();
+        let total = self.total;
         let now = (self.done.get() + self.inflight.borrow().iter().sum::<u64>()).min(total);
         if now > self.reported.get() || (now == total && self.reported.get() == 0 && total == 0) {
             self.reported.set(now.max(self.reported.get()));
@@ -154,7 +156,8 @@ pub async fn upload(
     let shared = Shared {
         cfg,
         target: target(cfg, dest),
-        source: &source,
+        source: Some(&source),
+        total: source.len(),
         tls,
         limiter: cfg.limit_rate.map(|r| RefCell::new(TokenBucket::new(r, (r / 4).max(cfg.buffer_size as u64)))),
         md5_parts: cfg.content_md5.unwrap_or(cfg.scheme == Scheme::S3V4),
@@ -344,8 +347,13 @@ async fn perform_inner(
     call: &Call,
     clock_offset: i64,
 ) -> Result<Event, Failure> {
-    let cfg = shared.cfg;
-    let source = shared.source;
+    let source = match (shared.source, call) {
+        (Some(s), _) => s,
+        (None, Call::Abort { .. } | Call::HeadObject | Call::ListParts { .. } | Call::ListUploads { .. }) => {
+            return call_without_source(shared, job, id, call, clock_offset).await
+        }
+        (None, _) => return Err(Failure::LocalRead),
+    };
     // Digests the signature or headers need, computed from the local bytes first.
     let mut digests = BodyDigests::default();
     if let Call::UploadPart { offset, len, .. } = call {
@@ -365,6 +373,30 @@ async fn perform_inner(
             return Err(Failure::SourceChanged);
         }
     }
+    send_call(shared, job, id, call, clock_offset, digests, Some(source)).await
+}
+
+/// A call with no file behind it.
+async fn call_without_source(
+    shared: &Shared<'_>,
+    job: &mut Job,
+    id: u64,
+    call: &Call,
+    clock_offset: i64,
+) -> Result<Event, Failure> {
+    send_call(shared, job, id, call, clock_offset, BodyDigests::default(), None).await
+}
+
+async fn send_call(
+    shared: &Shared<'_>,
+    job: &mut Job,
+    id: u64,
+    call: &Call,
+    clock_offset: i64,
+    digests: BodyDigests,
+    source: Option<&Source>,
+) -> Result<Event, Failure> {
+    let cfg = shared.cfg;
     let mut head = request::describe(&shared.target, call, &cfg.object, &digests);
     let body_sha = match (&head.body, cfg.scheme) {
         (Body::Bytes(b), Scheme::S3V4) => Some(hex(&Sha256::digest(b))),
@@ -404,7 +436,10 @@ async fn perform_inner(
     let body = match &head.body {
         Body::Empty => BodySource::None,
         Body::Bytes(b) => BodySource::Bytes(b),
-        Body::File { offset, len } => BodySource::File { source, offset: *offset, len: *len },
+        Body::File { offset, len } => match source {
+            Some(source) => BodySource::File { source, offset: *offset, len: *len },
+            None => return Err(Failure::LocalRead),
+        },
     };
     let mut opts = ExchangeOpts::new(cfg.timeouts.idle);
     opts.head_request = matches!(call, Call::HeadObject);
@@ -507,4 +542,72 @@ impl WithId for Event {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Aborts the multipart uploads named in the checkpoint of `file` → `dest` and removes the
+/// checkpoint. Returns the upload ids aborted (already-gone uploads count as aborted).
+pub async fn abort(cfg: &Config, file: &Path, dest: &Destination) -> Result<Vec<String>, Error> {
+    use crate::proto::checkpoint::Record;
+    cfg.validate()?;
+    dest.validate()?;
+    let abs = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
+    let (jpath, _lock, journal, replay) = open_checkpoint(cfg, &abs, dest).await?;
+    let mut ids: Vec<String> = Vec::new();
+    if let Some(r) = &replay {
+        for rec in &r.records {
+            match rec {
+                Record::Started { upload_id } | Record::AbortPending { upload_id } => {
+                    if !ids.contains(upload_id) {
+                        ids.push(upload_id.clone());
+                    }
+                }
+                Record::Aborted { upload_id } => ids.retain(|i| i != upload_id),
+                _ => {}
+            }
+        }
+    }
+    let mut noop = |_: u64, _: u64| {};
+    let shared = Shared {
+        cfg,
+        target: target(cfg, dest),
+        source: None,
+        total: 0,
+        tls: tls_for(cfg)?,
+        limiter: None,
+        md5_parts: false,
+        done: Cell::new(0),
+        inflight: RefCell::new(vec![0]),
+        reported: Cell::new(0),
+        progress: RefCell::new(&mut noop),
+        last_service: RefCell::new(None),
+    };
+    let offset = replay
+        .as_ref()
+        .and_then(|r| r.records.iter().rev().find_map(|rec| match rec {
+            Record::ClockOffset { secs } => Some(*secs),
+            _ => None,
+        }))
+        .unwrap_or(0);
+    let mut job = Job { slot: 0, conn: None, buf: vec![0; cfg.buffer_size.max(MIN_BUFFER)] };
+    for upload_id in &ids {
+        let call = Call::Abort { upload_id: upload_id.clone() };
+        let (j, _, ev) = perform(&shared, job, 1, call, offset).await;
+        job = j;
+        match ev {
+            Event::Aborted { .. } => {}
+            Event::Failed { failure: Failure::Status { status: 404, .. }, .. } => {}
+            Event::Failed { failure, .. } => {
+                let g = match crate::proto::retry::classify(Op::Abort, &failure) {
+                    crate::proto::retry::Verdict::Fatal => GiveUp::Fatal { op: Op::Abort, failure },
+                    _ => GiveUp::RetryBudget { op: Op::Abort, failure, attempts: 1 },
+                };
+                return Err(give_up_error(g, &shared, file));
+            }
+            _ => {}
+        }
+    }
+    if let Some(j) = journal {
+        j.remove().map_err(|e| Error::Checkpoint { path: jpath.clone(), source: e })?;
+    }
+    Ok(ids)
 }

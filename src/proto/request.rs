@@ -98,7 +98,9 @@ fn is_ipv4(s: &str) -> bool {
     let mut fields = 0;
     for field in s.split('.') {
         fields += 1;
-        let ok = (1..=3).contains(&field.len()) && field.bytes().all(|b| b.is_ascii_digit()) && field.parse::<u16>().is_ok_and(|v| v <= 255);
+        let ok = (1..=3).contains(&field.len())
+            && field.bytes().all(|b| b.is_ascii_digit())
+            && field.parse::<u16>().is_ok_and(|v| v <= 255);
         if !ok {
             return false;
         }
@@ -236,14 +238,21 @@ impl Head {
     /// the bucket root (`/` virtual-hosted, `/bucket/` path-style); the bucket is always set.
     pub fn sign_request<'a>(&'a self, target: &'a Target) -> sign::Request<'a> {
         let bucket_level = if target.path_style {
-            self.path.strip_prefix('/').and_then(|p| p.strip_suffix('/')) == Some(target.bucket.as_str())
+            self.path
+                .strip_prefix('/')
+                .and_then(|p| p.strip_suffix('/'))
+                == Some(target.bucket.as_str())
         } else {
             self.path == "/"
         };
         sign::Request {
             method: self.method,
             bucket: Some(&target.bucket),
-            key: if bucket_level { None } else { Some(&target.key) },
+            key: if bucket_level {
+                None
+            } else {
+                Some(&target.key)
+            },
             path: &self.path,
             query: &self.query,
             headers: &self.headers,
@@ -252,14 +261,22 @@ impl Head {
 }
 
 /// Adds a header unless one with the same name (any case) is already there.
-fn push_header(headers: &mut Vec<(String, String)>, name: impl Into<String>, value: impl Into<String>) {
+fn push_header(
+    headers: &mut Vec<(String, String)>,
+    name: impl Into<String>,
+    value: impl Into<String>,
+) {
     let name = name.into();
     if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(&name)) {
         headers.push((name, value.into()));
     }
 }
 
-fn push_object_headers(headers: &mut Vec<(String, String)>, scheme: Scheme, object: &ObjectHeaders) {
+fn push_object_headers(
+    headers: &mut Vec<(String, String)>,
+    scheme: Scheme,
+    object: &ObjectHeaders,
+) {
     let (meta, storage_class, acl) = match scheme {
         Scheme::OssV4 => ("x-oss-meta-", "x-oss-storage-class", "x-oss-object-acl"),
         Scheme::S3V4 => ("x-amz-meta-", "x-amz-storage-class", "x-amz-acl"),
@@ -268,7 +285,11 @@ fn push_object_headers(headers: &mut Vec<(String, String)>, scheme: Scheme, obje
         push_header(headers, "Content-Type", ct.as_str());
     }
     for (k, v) in &object.meta {
-        push_header(headers, format!("{meta}{}", k.to_ascii_lowercase()), v.as_str());
+        push_header(
+            headers,
+            format!("{meta}{}", k.to_ascii_lowercase()),
+            v.as_str(),
+        );
     }
     if let Some(sc) = &object.storage_class {
         push_header(headers, storage_class, sc.as_str());
@@ -291,7 +312,12 @@ fn pair(k: &str, v: impl Into<String>) -> (String, String) {
 ///
 /// See the module documentation for what each call produces. `object` is used by PutObject
 /// and Initiate only; `digests.md5` by PutObject and UploadPart only.
-pub fn describe(target: &Target, call: &Call, object: &ObjectHeaders, digests: &BodyDigests) -> Head {
+pub fn describe(
+    target: &Target,
+    call: &Call,
+    object: &ObjectHeaders,
+    digests: &BodyDigests,
+) -> Head {
     let (method, bucket_level): (&'static str, bool) = match call {
         Call::PutObject { .. } | Call::UploadPart { .. } => ("PUT", false),
         Call::Initiate | Call::Complete { .. } => ("POST", false),
@@ -303,14 +329,31 @@ pub fn describe(target: &Target, call: &Call, object: &ObjectHeaders, digests: &
     let mut query = Vec::new();
     let mut body = Body::Empty;
     match call {
-        Call::PutObject { len } => body = Body::File { offset: 0, len: *len },
+        Call::PutObject { len } => {
+            body = Body::File {
+                offset: 0,
+                len: *len,
+            }
+        }
         Call::Initiate => query.push(pair("uploads", "")),
-        Call::UploadPart { upload_id, n, offset, len } => {
+        Call::UploadPart {
+            upload_id,
+            n,
+            offset,
+            len,
+        } => {
             query.push(pair("partNumber", n.to_string()));
             query.push(pair("uploadId", upload_id.as_str()));
-            body = Body::File { offset: *offset, len: *len };
+            body = Body::File {
+                offset: *offset,
+                len: *len,
+            };
         }
-        Call::ListParts { upload_id, marker, max_parts } => {
+        Call::ListParts {
+            upload_id,
+            marker,
+            max_parts,
+        } => {
             query.push(pair("max-parts", max_parts.to_string()));
             if *marker != 0 {
                 query.push(pair("part-number-marker", marker.to_string()));
@@ -323,7 +366,10 @@ pub fn describe(target: &Target, call: &Call, object: &ObjectHeaders, digests: &
         }
         Call::Abort { upload_id } => query.push(pair("uploadId", upload_id.as_str())),
         Call::HeadObject => {}
-        Call::ListUploads { key_marker, upload_id_marker } => {
+        Call::ListUploads {
+            key_marker,
+            upload_id_marker,
+        } => {
             query.push(pair("uploads", ""));
             query.push(pair("prefix", target.key.as_str()));
             if !key_marker.is_empty() {
@@ -363,7 +409,13 @@ pub fn describe(target: &Target, call: &Call, object: &ObjectHeaders, digests: &
         push_object_headers(&mut headers, target.scheme, object);
     }
 
-    Head { method, path: target.path(!bucket_level), query, headers, body }
+    Head {
+        method,
+        path: target.path(!bucket_level),
+        query,
+        headers,
+        body,
+    }
 }
 
 /// Why [`render`] could not write a head.
@@ -444,8 +496,14 @@ struct Writer<'a> {
 
 impl Writer<'_> {
     fn put(&mut self, bytes: &[u8]) -> Result<(), RenderError> {
-        let end = self.pos.checked_add(bytes.len()).ok_or(RenderError::Overflow)?;
-        let dst = self.out.get_mut(self.pos..end).ok_or(RenderError::Overflow)?;
+        let end = self
+            .pos
+            .checked_add(bytes.len())
+            .ok_or(RenderError::Overflow)?;
+        let dst = self
+            .out
+            .get_mut(self.pos..end)
+            .ok_or(RenderError::Overflow)?;
         dst.copy_from_slice(bytes);
         self.pos = end;
         Ok(())
@@ -455,7 +513,9 @@ impl Writer<'_> {
     fn put_encoded(&mut self, s: &str, keep_slash: bool) -> Result<(), RenderError> {
         const HEX: &[u8; 16] = b"0123456789ABCDEF";
         for &b in s.as_bytes() {
-            let keep = b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') || (keep_slash && b == b'/');
+            let keep = b.is_ascii_alphanumeric()
+                || matches!(b, b'-' | b'_' | b'.' | b'~')
+                || (keep_slash && b == b'/');
             if keep {
                 self.put(&[b])?;
             } else {
@@ -474,12 +534,19 @@ mod tests {
     const KEY: &str = "gw-01/2024/01/02/log file+1.bin";
     const ID: &str = "0004B9895DBBB6EC98E3600A1B2C3D4E";
     /// MD5 of the empty string.
-    const EMPTY_MD5: [u8; 16] = [0xd4, 0x1d, 0x8c, 0xd9, 0x8f, 0x00, 0xb2, 0x04, 0xe9, 0x80, 0x09, 0x98, 0xec, 0xf8, 0x42, 0x7e];
+    const EMPTY_MD5: [u8; 16] = [
+        0xd4, 0x1d, 0x8c, 0xd9, 0x8f, 0x00, 0xb2, 0x04, 0xe9, 0x80, 0x09, 0x98, 0xec, 0xf8, 0x42,
+        0x7e,
+    ];
 
     fn target(scheme: Scheme, path_style: bool) -> Target {
         Target {
             scheme,
-            endpoint_host: if path_style { "127.0.0.1:9000".into() } else { "oss-cn-hangzhou.aliyuncs.com".into() },
+            endpoint_host: if path_style {
+                "127.0.0.1:9000".into()
+            } else {
+                "oss-cn-hangzhou.aliyuncs.com".into()
+            },
             path_style,
             bucket: "examplebucket".into(),
             key: KEY.into(),
@@ -487,21 +554,48 @@ mod tests {
     }
 
     fn h(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn all_calls() -> Vec<Call> {
         vec![
             Call::PutObject { len: 5 },
             Call::Initiate,
-            Call::UploadPart { upload_id: ID.into(), n: 3, offset: 204800, len: 102400 },
-            Call::ListParts { upload_id: ID.into(), marker: 0, max_parts: 1000 },
-            Call::ListParts { upload_id: ID.into(), marker: 7, max_parts: 1 },
-            Call::Complete { upload_id: ID.into(), parts: vec![(1, "\"A\"".into()), (2, "\"B\"".into())] },
-            Call::Abort { upload_id: ID.into() },
+            Call::UploadPart {
+                upload_id: ID.into(),
+                n: 3,
+                offset: 204800,
+                len: 102400,
+            },
+            Call::ListParts {
+                upload_id: ID.into(),
+                marker: 0,
+                max_parts: 1000,
+            },
+            Call::ListParts {
+                upload_id: ID.into(),
+                marker: 7,
+                max_parts: 1,
+            },
+            Call::Complete {
+                upload_id: ID.into(),
+                parts: vec![(1, "\"A\"".into()), (2, "\"B\"".into())],
+            },
+            Call::Abort {
+                upload_id: ID.into(),
+            },
             Call::HeadObject,
-            Call::ListUploads { key_marker: String::new(), upload_id_marker: String::new() },
-            Call::ListUploads { key_marker: "k m".into(), upload_id_marker: "u".into() },
+            Call::ListUploads {
+                key_marker: String::new(),
+                upload_id_marker: String::new(),
+            },
+            Call::ListUploads {
+                key_marker: "k m".into(),
+                upload_id_marker: "u".into(),
+            },
         ]
     }
 
@@ -514,7 +608,11 @@ mod tests {
     fn object() -> ObjectHeaders {
         ObjectHeaders {
             content_type: Some("text/plain".into()),
-            meta: vec![("Device".into(), "gw-01".into()), ("DEVICE".into(), "dup".into()), ("site".into(), "north".into())],
+            meta: vec![
+                ("Device".into(), "gw-01".into()),
+                ("DEVICE".into(), "dup".into()),
+                ("site".into(), "north".into()),
+            ],
             storage_class: Some("IA".into()),
             acl: Some("private".into()),
         }
@@ -522,28 +620,74 @@ mod tests {
 
     #[test]
     fn path_style_detection() {
-        for host in ["127.0.0.1", "127.0.0.1:9000", "10.1.2.3:80", "[::1]", "[::1]:9000", "[fe80::1%25eth0]:9000", "::1", "localhost", "LocalHost:9000", "localhost.", "0.0.0.0"] {
+        for host in [
+            "127.0.0.1",
+            "127.0.0.1:9000",
+            "10.1.2.3:80",
+            "[::1]",
+            "[::1]:9000",
+            "[fe80::1%25eth0]:9000",
+            "::1",
+            "localhost",
+            "LocalHost:9000",
+            "localhost.",
+            "0.0.0.0",
+        ] {
             assert!(Target::host_needs_path_style(host), "{host}");
         }
-        for host in ["oss-cn-hangzhou.aliyuncs.com", "s3.amazonaws.com:443", "256.1.1.1", "1.2.3", "1.2.3.4.5", "1.2.3.4x", "01234.1.1.1", "localhost.example.com", "mylocalhost", "", "1..2.3"] {
+        for host in [
+            "oss-cn-hangzhou.aliyuncs.com",
+            "s3.amazonaws.com:443",
+            "256.1.1.1",
+            "1.2.3",
+            "1.2.3.4.5",
+            "1.2.3.4x",
+            "01234.1.1.1",
+            "localhost.example.com",
+            "mylocalhost",
+            "",
+            "1..2.3",
+        ] {
             assert!(!Target::host_needs_path_style(host), "{host}");
         }
     }
 
     #[test]
     fn host_header_by_style() {
-        assert_eq!(target(Scheme::OssV4, false).host_header(), "examplebucket.oss-cn-hangzhou.aliyuncs.com");
+        assert_eq!(
+            target(Scheme::OssV4, false).host_header(),
+            "examplebucket.oss-cn-hangzhou.aliyuncs.com"
+        );
         assert_eq!(target(Scheme::S3V4, true).host_header(), "127.0.0.1:9000");
     }
 
     #[test]
     fn exact_upload_part_oss_virtual() {
         let t = target(Scheme::OssV4, false);
-        let call = Call::UploadPart { upload_id: ID.into(), n: 3, offset: 204800, len: 102400 };
-        let head = describe(&t, &call, &object(), &BodyDigests { md5: Some(EMPTY_MD5), sha256: Some([7; 32]) });
+        let call = Call::UploadPart {
+            upload_id: ID.into(),
+            n: 3,
+            offset: 204800,
+            len: 102400,
+        };
+        let head = describe(
+            &t,
+            &call,
+            &object(),
+            &BodyDigests {
+                md5: Some(EMPTY_MD5),
+                sha256: Some([7; 32]),
+            },
+        );
         assert_eq!(head.method, "PUT");
         assert_eq!(head.path, format!("/{KEY}"));
-        assert_eq!(head.body, Body::File { offset: 204800, len: 102400 });
+        assert_eq!(
+            head.body,
+            Body::File {
+                offset: 204800,
+                len: 102400
+            }
+        );
         assert_eq!(
             rendered(&head),
             "PUT /gw-01/2024/01/02/log%20file%2B1.bin?partNumber=3&uploadId=0004B9895DBBB6EC98E3600A1B2C3D4E HTTP/1.1\r\n\
@@ -576,7 +720,15 @@ mod tests {
     #[test]
     fn exact_put_object_oss() {
         let t = target(Scheme::OssV4, false);
-        let head = describe(&t, &Call::PutObject { len: 5 }, &object(), &BodyDigests { md5: Some(EMPTY_MD5), sha256: None });
+        let head = describe(
+            &t,
+            &Call::PutObject { len: 5 },
+            &object(),
+            &BodyDigests {
+                md5: Some(EMPTY_MD5),
+                sha256: None,
+            },
+        );
         assert_eq!(
             head.headers,
             h(&[
@@ -593,21 +745,48 @@ mod tests {
         assert_eq!(head.query, vec![]);
         assert_eq!(head.body, Body::File { offset: 0, len: 5 });
         // Without digests or object settings only the framing headers remain.
-        let head = describe(&t, &Call::PutObject { len: 0 }, &ObjectHeaders::default(), &BodyDigests::default());
-        assert_eq!(head.headers, h(&[("Host", "examplebucket.oss-cn-hangzhou.aliyuncs.com"), ("Content-Length", "0")]));
+        let head = describe(
+            &t,
+            &Call::PutObject { len: 0 },
+            &ObjectHeaders::default(),
+            &BodyDigests::default(),
+        );
+        assert_eq!(
+            head.headers,
+            h(&[
+                ("Host", "examplebucket.oss-cn-hangzhou.aliyuncs.com"),
+                ("Content-Length", "0")
+            ])
+        );
     }
 
     #[test]
     fn exact_list_uploads_both_styles() {
-        let call = Call::ListUploads { key_marker: "a b".into(), upload_id_marker: "U/1".into() };
-        let head = describe(&target(Scheme::OssV4, false), &call, &object(), &BodyDigests::default());
+        let call = Call::ListUploads {
+            key_marker: "a b".into(),
+            upload_id_marker: "U/1".into(),
+        };
+        let head = describe(
+            &target(Scheme::OssV4, false),
+            &call,
+            &object(),
+            &BodyDigests::default(),
+        );
         assert_eq!(
             rendered(&head),
             "GET /?uploads&prefix=gw-01%2F2024%2F01%2F02%2Flog%20file%2B1.bin&key-marker=a%20b&upload-id-marker=U%2F1 HTTP/1.1\r\n\
              Host: examplebucket.oss-cn-hangzhou.aliyuncs.com\r\n\r\n"
         );
-        let first = Call::ListUploads { key_marker: String::new(), upload_id_marker: String::new() };
-        let head = describe(&target(Scheme::S3V4, true), &first, &object(), &BodyDigests::default());
+        let first = Call::ListUploads {
+            key_marker: String::new(),
+            upload_id_marker: String::new(),
+        };
+        let head = describe(
+            &target(Scheme::S3V4, true),
+            &first,
+            &object(),
+            &BodyDigests::default(),
+        );
         assert_eq!(
             rendered(&head),
             "GET /examplebucket/?uploads&prefix=gw-01%2F2024%2F01%2F02%2Flog%20file%2B1.bin HTTP/1.1\r\nHost: 127.0.0.1:9000\r\n\r\n"
@@ -620,7 +799,10 @@ mod tests {
             for path_style in [false, true] {
                 let t = target(scheme, path_style);
                 for call in all_calls() {
-                    let digests = BodyDigests { md5: Some([1; 16]), sha256: Some([2; 32]) };
+                    let digests = BodyDigests {
+                        md5: Some([1; 16]),
+                        sha256: Some([2; 32]),
+                    };
                     let head = describe(&t, &call, &object(), &digests);
                     let ctx = format!("{scheme:?} path_style={path_style} {call:?}");
                     let bucket_level = matches!(call, Call::ListUploads { .. });
@@ -643,24 +825,49 @@ mod tests {
                         Call::PutObject { .. } | Call::HeadObject => vec![],
                         Call::Initiate => h(&[("uploads", "")]),
                         Call::UploadPart { .. } => h(&[("partNumber", "3"), ("uploadId", ID)]),
-                        Call::ListParts { marker: 0, .. } => h(&[("max-parts", "1000"), ("uploadId", ID)]),
-                        Call::ListParts { .. } => h(&[("max-parts", "1"), ("part-number-marker", "7"), ("uploadId", ID)]),
+                        Call::ListParts { marker: 0, .. } => {
+                            h(&[("max-parts", "1000"), ("uploadId", ID)])
+                        }
+                        Call::ListParts { .. } => h(&[
+                            ("max-parts", "1"),
+                            ("part-number-marker", "7"),
+                            ("uploadId", ID),
+                        ]),
                         Call::Complete { .. } | Call::Abort { .. } => h(&[("uploadId", ID)]),
-                        Call::ListUploads { key_marker, .. } if key_marker.is_empty() => h(&[("uploads", ""), ("prefix", KEY)]),
-                        Call::ListUploads { .. } => h(&[("uploads", ""), ("prefix", KEY), ("key-marker", "k m"), ("upload-id-marker", "u")]),
+                        Call::ListUploads { key_marker, .. } if key_marker.is_empty() => {
+                            h(&[("uploads", ""), ("prefix", KEY)])
+                        }
+                        Call::ListUploads { .. } => h(&[
+                            ("uploads", ""),
+                            ("prefix", KEY),
+                            ("key-marker", "k m"),
+                            ("upload-id-marker", "u"),
+                        ]),
                     };
                     assert_eq!(head.query, want_query, "{ctx}");
 
                     // Host first, always.
-                    assert_eq!(head.headers[0], ("Host".to_owned(), t.host_header()), "{ctx}");
+                    assert_eq!(
+                        head.headers[0],
+                        ("Host".to_owned(), t.host_header()),
+                        "{ctx}"
+                    );
                     // No duplicate header names.
-                    let mut names: Vec<String> = head.headers.iter().map(|(n, _)| n.to_ascii_lowercase()).collect();
+                    let mut names: Vec<String> = head
+                        .headers
+                        .iter()
+                        .map(|(n, _)| n.to_ascii_lowercase())
+                        .collect();
                     names.sort();
                     let before = names.len();
                     names.dedup();
                     assert_eq!(names.len(), before, "{ctx}");
                     // Content-Length exactly on PUT/POST, matching the body.
-                    let cl = head.headers.iter().find(|(n, _)| n == "Content-Length").map(|(_, v)| v.clone());
+                    let cl = head
+                        .headers
+                        .iter()
+                        .find(|(n, _)| n == "Content-Length")
+                        .map(|(_, v)| v.clone());
                     let body_len = match &head.body {
                         Body::Empty => 0,
                         Body::Bytes(b) => b.len() as u64,
@@ -673,26 +880,56 @@ mod tests {
                         assert_eq!(head.body, Body::Empty, "{ctx}");
                     }
                     // Object headers only on PutObject and Initiate, with the scheme's names.
-                    let prefix = if scheme == Scheme::OssV4 { "x-oss-" } else { "x-amz-" };
-                    let other = if scheme == Scheme::OssV4 { "x-amz-" } else { "x-oss-" };
+                    let prefix = if scheme == Scheme::OssV4 {
+                        "x-oss-"
+                    } else {
+                        "x-amz-"
+                    };
+                    let other = if scheme == Scheme::OssV4 {
+                        "x-amz-"
+                    } else {
+                        "x-oss-"
+                    };
                     let has_object = head.headers.iter().any(|(n, _)| n.starts_with(prefix));
-                    assert_eq!(has_object, matches!(call, Call::PutObject { .. } | Call::Initiate), "{ctx}");
-                    assert!(!head.headers.iter().any(|(n, _)| n.starts_with(other)), "{ctx}");
+                    assert_eq!(
+                        has_object,
+                        matches!(call, Call::PutObject { .. } | Call::Initiate),
+                        "{ctx}"
+                    );
+                    assert!(
+                        !head.headers.iter().any(|(n, _)| n.starts_with(other)),
+                        "{ctx}"
+                    );
                     // Content-MD5 from the digests only where a file body is sent.
-                    let md5 = head.headers.iter().find(|(n, _)| n == "Content-MD5").map(|(_, v)| v.as_str());
+                    let md5 = head
+                        .headers
+                        .iter()
+                        .find(|(n, _)| n == "Content-MD5")
+                        .map(|(_, v)| v.as_str());
                     match &call {
-                        Call::PutObject { .. } | Call::UploadPart { .. } => assert_eq!(md5, Some("AQEBAQEBAQEBAQEBAQEBAQ=="), "{ctx}"),
+                        Call::PutObject { .. } | Call::UploadPart { .. } => {
+                            assert_eq!(md5, Some("AQEBAQEBAQEBAQEBAQEBAQ=="), "{ctx}")
+                        }
                         Call::Complete { .. } => assert!(md5.is_some(), "{ctx}"),
                         _ => assert_eq!(md5, None, "{ctx}"),
                     }
                     // Nothing derived from sha256 here (the signer adds the payload header).
-                    assert!(!head.headers.iter().any(|(n, _)| n.contains("sha256")), "{ctx}");
+                    assert!(
+                        !head.headers.iter().any(|(n, _)| n.contains("sha256")),
+                        "{ctx}"
+                    );
                     // And it renders, with the request line as the signer would encode it.
                     let text = rendered(&head);
                     let line = text.lines().next().unwrap().to_owned();
-                    let after = line.strip_prefix(&format!("{want_method} {}", sign::uri_encode(&want_path, true)));
+                    let after = line.strip_prefix(&format!(
+                        "{want_method} {}",
+                        sign::uri_encode(&want_path, true)
+                    ));
                     let sep = if head.query.is_empty() { ' ' } else { '?' };
-                    assert!(after.is_some_and(|a| a.starts_with(sep) && a.ends_with(" HTTP/1.1")), "{ctx}: {line}");
+                    assert!(
+                        after.is_some_and(|a| a.starts_with(sep) && a.ends_with(" HTTP/1.1")),
+                        "{ctx}: {line}"
+                    );
                     assert!(text.ends_with("\r\n\r\n"), "{ctx}");
                 }
             }
@@ -704,8 +941,18 @@ mod tests {
         use base64::Engine as _;
         use md5::Digest as _;
         let parts = vec![(1, "\"A\"".to_owned()), (3, "\"C\"".to_owned())];
-        let head = describe(&target(Scheme::OssV4, false), &Call::Complete { upload_id: ID.into(), parts: parts.clone() }, &object(), &BodyDigests::default());
-        let Body::Bytes(body) = &head.body else { panic!("complete has an in-memory body") };
+        let head = describe(
+            &target(Scheme::OssV4, false),
+            &Call::Complete {
+                upload_id: ID.into(),
+                parts: parts.clone(),
+            },
+            &object(),
+            &BodyDigests::default(),
+        );
+        let Body::Bytes(body) = &head.body else {
+            panic!("complete has an in-memory body")
+        };
         assert_eq!(body, &crate::proto::xml::complete_body(&parts));
         let md5 = base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(body));
         assert_eq!(
@@ -723,12 +970,30 @@ mod tests {
     fn sign_request_view() {
         for path_style in [false, true] {
             let t = target(Scheme::OssV4, path_style);
-            let head = describe(&t, &Call::Abort { upload_id: ID.into() }, &object(), &BodyDigests::default());
+            let head = describe(
+                &t,
+                &Call::Abort {
+                    upload_id: ID.into(),
+                },
+                &object(),
+                &BodyDigests::default(),
+            );
             let r = head.sign_request(&t);
-            assert_eq!((r.method, r.bucket, r.key, r.path), ("DELETE", Some("examplebucket"), Some(KEY), head.path.as_str()));
+            assert_eq!(
+                (r.method, r.bucket, r.key, r.path),
+                (
+                    "DELETE",
+                    Some("examplebucket"),
+                    Some(KEY),
+                    head.path.as_str()
+                )
+            );
             assert_eq!(r.query, head.query.as_slice());
             assert_eq!(r.headers, head.headers.as_slice());
-            let call = Call::ListUploads { key_marker: String::new(), upload_id_marker: String::new() };
+            let call = Call::ListUploads {
+                key_marker: String::new(),
+                upload_id_marker: String::new(),
+            };
             let head = describe(&t, &call, &object(), &BodyDigests::default());
             let r = head.sign_request(&t);
             assert_eq!((r.bucket, r.key), (Some("examplebucket"), None));
@@ -746,7 +1011,10 @@ mod tests {
     fn awkward_keys_are_encoded_once() {
         let cases = [
             ("a b+c%d", "/a%20b%2Bc%25d"),
-            ("目录/文件 ~(1)&=.txt", "/%E7%9B%AE%E5%BD%95/%E6%96%87%E4%BB%B6%20~%281%29%26%3D.txt"),
+            (
+                "目录/文件 ~(1)&=.txt",
+                "/%E7%9B%AE%E5%BD%95/%E6%96%87%E4%BB%B6%20~%281%29%26%3D.txt",
+            ),
             ("a//b/../c", "/a//b/../c"),
             ("/lead", "//lead"),
             ("q?x#y", "/q%3Fx%23y"),
@@ -754,10 +1022,22 @@ mod tests {
         for (key, want) in cases {
             let mut t = target(Scheme::S3V4, false);
             t.key = key.into();
-            let head = describe(&t, &Call::HeadObject, &ObjectHeaders::default(), &BodyDigests::default());
-            assert_eq!(head.path, format!("/{key}"), "the head keeps the key unencoded");
+            let head = describe(
+                &t,
+                &Call::HeadObject,
+                &ObjectHeaders::default(),
+                &BodyDigests::default(),
+            );
+            assert_eq!(
+                head.path,
+                format!("/{key}"),
+                "the head keeps the key unencoded"
+            );
             let text = rendered(&head);
-            assert_eq!(text.lines().next().unwrap(), format!("HEAD {want} HTTP/1.1"));
+            assert_eq!(
+                text.lines().next().unwrap(),
+                format!("HEAD {want} HTTP/1.1")
+            );
         }
     }
 
@@ -765,12 +1045,24 @@ mod tests {
     fn overflow_at_every_short_length() {
         let t = target(Scheme::OssV4, true);
         for call in all_calls() {
-            let head = describe(&t, &call, &object(), &BodyDigests { md5: Some([9; 16]), sha256: None });
+            let head = describe(
+                &t,
+                &call,
+                &object(),
+                &BodyDigests {
+                    md5: Some([9; 16]),
+                    sha256: None,
+                },
+            );
             let need = rendered(&head).len();
             let mut buf = vec![0u8; need];
             assert_eq!(render(&head, &mut buf), Ok(need));
             for len in 0..need {
-                assert_eq!(render(&head, &mut buf[..len]), Err(RenderError::Overflow), "{call:?} len {len}");
+                assert_eq!(
+                    render(&head, &mut buf[..len]),
+                    Err(RenderError::Overflow),
+                    "{call:?} len {len}"
+                );
             }
             let mut big = vec![0u8; need + 10];
             assert_eq!(render(&head, &mut big), Ok(need));
@@ -780,7 +1072,12 @@ mod tests {
     #[test]
     fn header_injection_rejected() {
         let t = target(Scheme::OssV4, false);
-        let base = describe(&t, &Call::HeadObject, &ObjectHeaders::default(), &BodyDigests::default());
+        let base = describe(
+            &t,
+            &Call::HeadObject,
+            &ObjectHeaders::default(),
+            &BodyDigests::default(),
+        );
         let bad_headers = [
             ("X-A", "v\r\nX-Injected: 1"),
             ("X-A", "v\nx"),
@@ -797,9 +1094,16 @@ mod tests {
         for (n, v) in bad_headers {
             let mut head = base.clone();
             head.headers.push((n.into(), v.into()));
-            assert_eq!(render(&head, &mut buf), Err(RenderError::InvalidHeader), "{n:?}: {v:?}");
+            assert_eq!(
+                render(&head, &mut buf),
+                Err(RenderError::InvalidHeader),
+                "{n:?}: {v:?}"
+            );
             // Also with a buffer too small: validation comes first.
-            assert_eq!(render(&head, &mut buf[..3]), Err(RenderError::InvalidHeader));
+            assert_eq!(
+                render(&head, &mut buf[..3]),
+                Err(RenderError::InvalidHeader)
+            );
         }
         let mut head = base.clone();
         head.headers.push(("X-Tab".into(), "a\tb ü".into()));
@@ -811,14 +1115,27 @@ mod tests {
         head.path = "relative".into();
         assert_eq!(render(&head, &mut buf), Err(RenderError::InvalidHeader));
         // Metadata from configuration goes through the same check.
-        let object = ObjectHeaders { meta: vec![("k".into(), "v\r\nx-oss-acl: public".into())], ..Default::default() };
+        let object = ObjectHeaders {
+            meta: vec![("k".into(), "v\r\nx-oss-acl: public".into())],
+            ..Default::default()
+        };
         let head = describe(&t, &Call::Initiate, &object, &BodyDigests::default());
         assert_eq!(render(&head, &mut buf), Err(RenderError::InvalidHeader));
         // CR/LF in the key or the query cannot split the request: they are percent-encoded.
         let mut t2 = t.clone();
         t2.key = "a\r\nb".into();
-        let head = describe(&t2, &Call::Abort { upload_id: "x\r\ny".into() }, &ObjectHeaders::default(), &BodyDigests::default());
-        assert_eq!(rendered(&head).lines().next().unwrap(), "DELETE /a%0D%0Ab?uploadId=x%0D%0Ay HTTP/1.1");
+        let head = describe(
+            &t2,
+            &Call::Abort {
+                upload_id: "x\r\ny".into(),
+            },
+            &ObjectHeaders::default(),
+            &BodyDigests::default(),
+        );
+        assert_eq!(
+            rendered(&head).lines().next().unwrap(),
+            "DELETE /a%0D%0Ab?uploadId=x%0D%0Ay HTTP/1.1"
+        );
     }
 
     proptest! {

@@ -146,7 +146,7 @@ pub fn try_head(
     };
     let has_te = values("transfer-encoding").next().is_some();
     let chunked = values("transfer-encoding")
-        .last()
+        .next_back()
         .is_some_and(|t| t.eq_ignore_ascii_case("chunked"));
     let has_cl = headers.iter().any(|(n, _)| n == "content-length");
     let close_token = values("connection").any(|t| t.eq_ignore_ascii_case("close"));
@@ -508,7 +508,11 @@ mod tests {
     }
 
     /// Feeds `input` whole; returns (consumed, body, done).
-    fn decode(framing: Framing, limit: usize, input: &[u8]) -> Result<(usize, Vec<u8>, bool), ParseError> {
+    fn decode(
+        framing: Framing,
+        limit: usize,
+        input: &[u8],
+    ) -> Result<(usize, Vec<u8>, bool), ParseError> {
         let mut d = BodyDecoder::new(framing, limit);
         let mut out = Vec::new();
         let n = d.feed(input, &mut out)?;
@@ -526,16 +530,28 @@ mod tests {
         assert_eq!(h.etag(), Some("\"ABC\""));
         assert_eq!(h.request_id(), Some("65A3"));
         assert_eq!(h.crc64(), Some(11051210869376104954));
-        assert_eq!(h.headers[1], ("x-oss-request-id".to_owned(), "65A3".to_owned()));
+        assert_eq!(
+            h.headers[1],
+            ("x-oss-request-id".to_owned(), "65A3".to_owned())
+        );
         assert_eq!(h.header("content-length"), Some("3"));
-        let h = head("HTTP/1.1 200 OK\r\nx-amz-request-id: R\r\n\r\n").unwrap().unwrap().1;
+        let h = head("HTTP/1.1 200 OK\r\nx-amz-request-id: R\r\n\r\n")
+            .unwrap()
+            .unwrap()
+            .1;
         assert_eq!(h.request_id(), Some("R"));
         assert_eq!(h.crc64(), None);
     }
 
     #[test]
     fn non_utf8_values_are_lossy() {
-        let h = try_head(b"HTTP/1.1 200 OK\r\nX-A: a\xFFb\r\nContent-Length: 0\r\n\r\n", false).unwrap().unwrap().1;
+        let h = try_head(
+            b"HTTP/1.1 200 OK\r\nX-A: a\xFFb\r\nContent-Length: 0\r\n\r\n",
+            false,
+        )
+        .unwrap()
+        .unwrap()
+        .1;
         assert_eq!(h.header("x-a"), Some("a\u{FFFD}b"));
     }
 
@@ -548,22 +564,60 @@ mod tests {
 
     #[test]
     fn framing_rules() {
-        assert_eq!(framing("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n"), Ok(Framing::Length(10)));
-        assert_eq!(framing("HTTP/1.1 200 OK\r\nContent-Length: 10, 10\r\ncontent-length: 10\r\n\r\n"), Ok(Framing::Length(10)));
-        assert_eq!(framing("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"), Ok(Framing::Chunked));
-        assert_eq!(framing("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, Chunked\r\n\r\n"), Ok(Framing::Chunked));
-        assert_eq!(framing("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n"), Ok(Framing::Chunked));
-        assert_eq!(framing("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n"), Ok(Framing::Close));
-        assert_eq!(framing("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"), Ok(Framing::Chunked));
+        assert_eq!(
+            framing("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n"),
+            Ok(Framing::Length(10))
+        );
+        assert_eq!(
+            framing("HTTP/1.1 200 OK\r\nContent-Length: 10, 10\r\ncontent-length: 10\r\n\r\n"),
+            Ok(Framing::Length(10))
+        );
+        assert_eq!(
+            framing("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            Ok(Framing::Chunked)
+        );
+        assert_eq!(
+            framing("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, Chunked\r\n\r\n"),
+            Ok(Framing::Chunked)
+        );
+        assert_eq!(
+            framing(
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n"
+            ),
+            Ok(Framing::Chunked)
+        );
+        assert_eq!(
+            framing("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n"),
+            Ok(Framing::Close)
+        );
+        assert_eq!(
+            framing("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            Ok(Framing::Chunked)
+        );
         assert_eq!(framing("HTTP/1.1 200 OK\r\n\r\n"), Ok(Framing::Close));
-        assert_eq!(framing("HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n"), Ok(Framing::None));
-        assert_eq!(framing("HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\n\r\n"), Ok(Framing::None));
+        assert_eq!(
+            framing("HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n"),
+            Ok(Framing::None)
+        );
+        assert_eq!(
+            framing("HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            Ok(Framing::None)
+        );
         assert_eq!(framing("HTTP/1.1 100 Continue\r\n\r\n"), Ok(Framing::None));
-        let (_, h) = try_head(b"HTTP/1.1 200 OK\r\nContent-Length: 500\r\n\r\n", true).unwrap().unwrap();
+        let (_, h) = try_head(b"HTTP/1.1 200 OK\r\nContent-Length: 500\r\n\r\n", true)
+            .unwrap()
+            .unwrap();
         assert_eq!(h.framing, Framing::None);
         assert!(h.keep_alive);
         // Broken Content-Length is ignored where there is no body anyway.
-        assert_eq!(try_head(b"HTTP/1.1 404 NF\r\nContent-Length: x\r\n\r\n", true).unwrap().unwrap().1.framing, Framing::None);
+        assert_eq!(
+            try_head(b"HTTP/1.1 404 NF\r\nContent-Length: x\r\n\r\n", true)
+                .unwrap()
+                .unwrap()
+                .1
+                .framing,
+            Framing::None
+        );
     }
 
     #[test]
@@ -579,30 +633,58 @@ mod tests {
     #[test]
     fn keep_alive_rules() {
         assert!(keep_alive("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"));
-        assert!(!keep_alive("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"));
-        assert!(!keep_alive("HTTP/1.1 200 OK\r\nConnection: keep-alive, Close\r\nContent-Length: 0\r\n\r\n"));
+        assert!(!keep_alive(
+            "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+        ));
+        assert!(!keep_alive(
+            "HTTP/1.1 200 OK\r\nConnection: keep-alive, Close\r\nContent-Length: 0\r\n\r\n"
+        ));
         assert!(!keep_alive("HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n"));
-        assert!(keep_alive("HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 0\r\n\r\n"));
+        assert!(keep_alive(
+            "HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 0\r\n\r\n"
+        ));
         assert!(!keep_alive("HTTP/1.1 200 OK\r\n\r\n"), "close framing");
-        assert!(!keep_alive("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"));
-        assert!(keep_alive("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"));
+        assert!(!keep_alive(
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+        ));
+        assert!(keep_alive(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        ));
         assert!(keep_alive("HTTP/1.1 204 No Content\r\n\r\n"));
     }
 
     #[test]
     fn bad_heads() {
-        for raw in ["HTTP/1.1 abc OK\r\n\r\n", "GARBAGE\r\n\r\n", "HTTP/2.0 200 OK\r\n\r\n", "HTTP/1.1 099 Low\r\n\r\n", "HTTP/1.1 200 OK\r\nBad Header: x\r\n\r\n"] {
+        for raw in [
+            "HTTP/1.1 abc OK\r\n\r\n",
+            "GARBAGE\r\n\r\n",
+            "HTTP/2.0 200 OK\r\n\r\n",
+            "HTTP/1.1 099 Low\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nBad Header: x\r\n\r\n",
+        ] {
             assert_eq!(head(raw), Err(ParseError::BadHead), "{raw:?}");
         }
     }
 
     #[test]
     fn bad_content_length() {
-        for cl in ["abc", "-1", "+5", "5 5", "", "99999999999999999999999", "5, 6", "0x10"] {
+        for cl in [
+            "abc",
+            "-1",
+            "+5",
+            "5 5",
+            "",
+            "99999999999999999999999",
+            "5, 6",
+            "0x10",
+        ] {
             let raw = format!("HTTP/1.1 200 OK\r\nContent-Length: {cl}\r\n\r\n");
             assert_eq!(framing(&raw), Err(ParseError::BadFraming), "{cl:?}");
         }
-        assert_eq!(framing("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n"), Err(ParseError::BadFraming));
+        assert_eq!(
+            framing("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n"),
+            Err(ParseError::BadFraming)
+        );
     }
 
     #[test]
@@ -631,16 +713,32 @@ mod tests {
 
     #[test]
     fn length_body() {
-        assert_eq!(decode(Framing::Length(3), 10, b"abcdef"), Ok((3, b"abc".to_vec(), true)));
-        assert_eq!(decode(Framing::Length(3), 10, b"ab"), Ok((2, b"ab".to_vec(), false)));
+        assert_eq!(
+            decode(Framing::Length(3), 10, b"abcdef"),
+            Ok((3, b"abc".to_vec(), true))
+        );
+        assert_eq!(
+            decode(Framing::Length(3), 10, b"ab"),
+            Ok((2, b"ab".to_vec(), false))
+        );
         assert_eq!(decode(Framing::Length(0), 0, b"x"), Ok((0, vec![], true)));
         assert_eq!(decode(Framing::None, 0, b"x"), Ok((0, vec![], true)));
-        assert_eq!(decode(Framing::Length(11), 10, b""), Err(ParseError::BodyTooLarge));
-        assert_eq!(decode(Framing::Length(u64::MAX), usize::MAX, b"abc"), Ok((3, b"abc".to_vec(), false)));
+        assert_eq!(
+            decode(Framing::Length(11), 10, b""),
+            Err(ParseError::BodyTooLarge)
+        );
+        assert_eq!(
+            decode(Framing::Length(u64::MAX), usize::MAX, b"abc"),
+            Ok((3, b"abc".to_vec(), false))
+        );
         let mut d = BodyDecoder::new(Framing::Length(3), 10);
         d.feed(b"ab", &mut Vec::new()).unwrap();
         assert_eq!(d.eof(), Err(ParseError::BadFraming));
-        assert_eq!(d.feed(b"c", &mut Vec::new()), Err(ParseError::BadFraming), "errors are sticky");
+        assert_eq!(
+            d.feed(b"c", &mut Vec::new()),
+            Err(ParseError::BadFraming),
+            "errors are sticky"
+        );
         let mut d = BodyDecoder::new(Framing::Length(1), 10);
         d.feed(b"a", &mut Vec::new()).unwrap();
         assert_eq!(d.eof(), Ok(()));
@@ -656,16 +754,33 @@ mod tests {
         assert_eq!(d.eof(), Ok(()));
         assert!(d.is_done());
         assert_eq!(out, b"abcde");
-        assert_eq!(decode(Framing::Close, 5, b"abcdef"), Err(ParseError::BodyTooLarge));
+        assert_eq!(
+            decode(Framing::Close, 5, b"abcdef"),
+            Err(ParseError::BodyTooLarge)
+        );
     }
 
     #[test]
     fn chunked_body() {
         let raw = b"3\r\nabc\r\nA;name=value;x\r\n0123456789\r\n0\r\nX-Trailer: t\r\nX-Other: u\r\n\r\nNEXT";
-        assert_eq!(decode(Framing::Chunked, 100, raw), Ok((raw.len() - 4, b"abc0123456789".to_vec(), true)));
-        assert_eq!(decode(Framing::Chunked, 100, b"0\r\n\r\n"), Ok((5, vec![], true)));
-        assert_eq!(decode(Framing::Chunked, 100, b"003 \t;ext\r\nabc\r\n0\r\n\r\n").unwrap().1, b"abc");
-        assert_eq!(decode(Framing::Chunked, 100, b"3\r\nabc\r\n0\r\n"), Ok((11, b"abc".to_vec(), false)));
+        assert_eq!(
+            decode(Framing::Chunked, 100, raw),
+            Ok((raw.len() - 4, b"abc0123456789".to_vec(), true))
+        );
+        assert_eq!(
+            decode(Framing::Chunked, 100, b"0\r\n\r\n"),
+            Ok((5, vec![], true))
+        );
+        assert_eq!(
+            decode(Framing::Chunked, 100, b"003 \t;ext\r\nabc\r\n0\r\n\r\n")
+                .unwrap()
+                .1,
+            b"abc"
+        );
+        assert_eq!(
+            decode(Framing::Chunked, 100, b"3\r\nabc\r\n0\r\n"),
+            Ok((11, b"abc".to_vec(), false))
+        );
         let mut d = BodyDecoder::new(Framing::Chunked, 100);
         d.feed(b"3\r\nab", &mut Vec::new()).unwrap();
         assert_eq!(d.eof(), Err(ParseError::BadFraming));
@@ -688,18 +803,43 @@ mod tests {
             b"10000000000000000\r\n",
         ];
         for raw in bad {
-            assert_eq!(decode(Framing::Chunked, 1 << 20, raw), Err(ParseError::BadFraming), "{:?}", String::from_utf8_lossy(raw));
+            assert_eq!(
+                decode(Framing::Chunked, 1 << 20, raw),
+                Err(ParseError::BadFraming),
+                "{:?}",
+                String::from_utf8_lossy(raw)
+            );
         }
         let long_ext = [b"1;".as_slice(), &vec![b'x'; MAX_CHUNK_LINE]].concat();
-        assert_eq!(decode(Framing::Chunked, 100, &long_ext), Err(ParseError::BadFraming));
+        assert_eq!(
+            decode(Framing::Chunked, 100, &long_ext),
+            Err(ParseError::BadFraming)
+        );
         let long_zeros = vec![b'0'; MAX_CHUNK_LINE + 1];
-        assert_eq!(decode(Framing::Chunked, 100, &long_zeros), Err(ParseError::BadFraming));
+        assert_eq!(
+            decode(Framing::Chunked, 100, &long_zeros),
+            Err(ParseError::BadFraming)
+        );
         let long_trailer = [b"0\r\nX: ".as_slice(), &vec![b'y'; MAX_TRAILERS]].concat();
-        assert_eq!(decode(Framing::Chunked, 100, &long_trailer), Err(ParseError::BadFraming));
+        assert_eq!(
+            decode(Framing::Chunked, 100, &long_trailer),
+            Err(ParseError::BadFraming)
+        );
         // Largest representable size is accepted as a size (then refused by the limit).
-        assert_eq!(decode(Framing::Chunked, 100, b"ffffffffffffffff\r\n"), Err(ParseError::BodyTooLarge));
-        assert_eq!(decode(Framing::Chunked, 5, b"3\r\nabc\r\n3\r\n"), Err(ParseError::BodyTooLarge));
-        assert_eq!(decode(Framing::Chunked, 6, b"3\r\nabc\r\n3\r\ndef\r\n0\r\n\r\n").unwrap().1, b"abcdef");
+        assert_eq!(
+            decode(Framing::Chunked, 100, b"ffffffffffffffff\r\n"),
+            Err(ParseError::BodyTooLarge)
+        );
+        assert_eq!(
+            decode(Framing::Chunked, 5, b"3\r\nabc\r\n3\r\n"),
+            Err(ParseError::BodyTooLarge)
+        );
+        assert_eq!(
+            decode(Framing::Chunked, 6, b"3\r\nabc\r\n3\r\ndef\r\n0\r\n\r\n")
+                .unwrap()
+                .1,
+            b"abcdef"
+        );
     }
 
     /// A whole response, for the split property.
@@ -721,12 +861,18 @@ mod tests {
                 v.extend_from_slice(format!("{k}: {val}\r\n").as_bytes());
             }
             match self.framing {
-                0 => v.extend_from_slice(format!("Content-Length: {}\r\n\r\n", self.body.len()).as_bytes()),
+                0 => v.extend_from_slice(
+                    format!("Content-Length: {}\r\n\r\n", self.body.len()).as_bytes(),
+                ),
                 1 => v.extend_from_slice(b"Transfer-Encoding: chunked\r\n\r\n"),
                 _ => v.extend_from_slice(b"Connection: close\r\n\r\n"),
             }
             if self.framing == 1 {
-                let mut cuts: Vec<usize> = self.cuts.iter().map(|c| c % (self.body.len() + 1)).collect();
+                let mut cuts: Vec<usize> = self
+                    .cuts
+                    .iter()
+                    .map(|c| c % (self.body.len() + 1))
+                    .collect();
                 cuts.push(0);
                 cuts.push(self.body.len());
                 cuts.sort_unstable();
@@ -737,7 +883,11 @@ mod tests {
                     v.extend_from_slice(piece);
                     v.extend_from_slice(b"\r\n");
                 }
-                v.extend_from_slice(if self.trailer { b"0\r\nX-T: 1\r\n\r\n".as_slice() } else { b"0\r\n\r\n" });
+                v.extend_from_slice(if self.trailer {
+                    b"0\r\nX-T: 1\r\n\r\n".as_slice()
+                } else {
+                    b"0\r\n\r\n"
+                });
             } else {
                 v.extend_from_slice(&self.body);
             }
@@ -756,14 +906,27 @@ mod tests {
         )
             .prop_map(|(status, headers, body, framing, cuts, trailer)| {
                 // Avoid generated names colliding with the framing headers.
-                let headers = headers.into_iter().map(|(k, v)| (format!("X-{k}"), v)).collect();
-                Msg { status, headers, body, framing, cuts, trailer }
+                let headers = headers
+                    .into_iter()
+                    .map(|(k, v)| (format!("X-{k}"), v))
+                    .collect();
+                Msg {
+                    status,
+                    headers,
+                    body,
+                    framing,
+                    cuts,
+                    trailer,
+                }
             })
     }
 
     /// Parses `pieces` in order, as a connection would deliver them. Returns the head, the
     /// body, and how many bytes of the message were consumed in total.
-    fn parse_pieces(pieces: &[&[u8]], close_at_end: bool) -> Result<(ResponseHead, Vec<u8>, usize), ParseError> {
+    fn parse_pieces(
+        pieces: &[&[u8]],
+        close_at_end: bool,
+    ) -> Result<(ResponseHead, Vec<u8>, usize), ParseError> {
         let mut buf = Vec::new();
         let mut got: Option<(ResponseHead, BodyDecoder)> = None;
         let mut body = Vec::new();
@@ -772,7 +935,9 @@ mod tests {
             let input: Vec<u8> = match &got {
                 None => {
                     buf.extend_from_slice(piece);
-                    let Some((n, h)) = try_head(&buf, false)? else { continue };
+                    let Some((n, h)) = try_head(&buf, false)? else {
+                        continue;
+                    };
                     consumed += n;
                     let rest = buf[n..].to_vec();
                     got = Some((h.clone(), BodyDecoder::new(h.framing, 1 << 20)));

@@ -254,6 +254,9 @@ fn handle(sh: &Shared, ex: &mut Exchange<'_>, rid: &str) -> Outcome {
                 return Outcome::Close;
             }
             sh.sleep_ms(sh.faults.cfg().stall_ms);
+            if sh.stopping() {
+                return Outcome::Close;
+            }
             out
         }
         (_, out) => out,
@@ -284,16 +287,21 @@ fn authenticate(sh: &Shared, ex: &Exchange<'_>, rid: &str, t: &Target) -> Result
     let Some(creds) = &sh.opts.credentials else { return Ok(()) };
     let head_req = ex.head.method == "HEAD";
     let deny = |code: &str, msg: &str, extra: &[(&str, String)]| Box::new(sh.error(rid, head_req, 403, code, msg, extra));
-    let Some(auth) = ex.head.header("authorization") else {
-        if sh.opts.allow_anonymous {
-            return Ok(());
-        }
-        if t.has("x-oss-signature") || t.has("X-Amz-Signature") {
-            return Err(deny("AccessDenied", "presigned URLs are not supported by ossup serve", &[]));
-        }
-        return Err(deny("AccessDenied", "AccessDenied: anonymous access is forbidden", &[]));
+    let presigned = if t.has("x-oss-signature") {
+        Some(Scheme::OssV4)
+    } else if t.has("X-Amz-Signature") {
+        Some(Scheme::S3V4)
+    } else {
+        None
     };
-    let scheme = if auth.starts_with("OSS4-HMAC-SHA256") {
+    let auth = ex.head.header("authorization").unwrap_or("");
+    let scheme = if auth.is_empty() {
+        match presigned {
+            Some(s) => s,
+            None if sh.opts.allow_anonymous => return Ok(()),
+            None => return Err(deny("AccessDenied", "AccessDenied: anonymous access is forbidden", &[])),
+        }
+    } else if auth.starts_with("OSS4-HMAC-SHA256") {
         Scheme::OssV4
     } else if auth.starts_with("AWS4-HMAC-SHA256") {
         Scheme::S3V4

@@ -766,7 +766,7 @@ mod tests {
         s.create_bucket("bkt").unwrap();
         let id = s.initiate("bkt", "big", 100, None).unwrap();
         assert!(valid_upload_id(&id));
-        let mut put = |n: u32, data: &[u8]| {
+        let put = |n: u32, data: &[u8]| {
             let (_, mut f, name) = s.part_file(&id, n).unwrap();
             f.write_all(data).unwrap();
             let mut h = Hasher::new();

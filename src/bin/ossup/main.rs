@@ -1,0 +1,321 @@
+//! The `ossup` command: parse, run on `async_io::block_on`, and turn every outcome into one
+//! line a person can act on plus an exit code a supervisor can act on (sysexits).
+//!
+//! Owns: the CLI front end, logging setup and progress display. Must not: contain upload
+//! logic (the library does that) or call `proto` beyond reading journals for `ossup status`.
+
+mod args;
+mod board;
+mod progress;
+mod watch;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+
+use args::{BuildError, Cli};
+use ossup::error::exit;
+
+/// A minimal `log` backend: plain lines on stderr with the level (journald adds timestamps).
+struct Logger {
+    level: log::LevelFilter,
+}
+
+impl log::Log for Logger {
+    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
+        m.level() <= self.level && (m.target().starts_with("ossup") || m.level() <= log::Level::Warn)
+    }
+
+    fn log(&self, r: &log::Record<'_>) {
+        if self.enabled(r.metadata()) {
+            let level = match r.level() {
+                log::Level::Error => "error",
+                log::Level::Warn => "warning",
+                log::Level::Info => "info",
+                log::Level::Debug => "debug",
+                log::Level::Trace => "trace",
+            };
+            progress::clear_line();
+            let _ = writeln!(std::io::stderr(), "ossup: {level}: {}", r.args());
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+fn init_log(quiet: bool, verbose: u8) {
+    let level = match (quiet, verbose) {
+        (true, _) => log::LevelFilter::Warn,
+        (false, 0) => log::LevelFilter::Info,
+        (false, 1) => log::LevelFilter::Debug,
+        (false, _) => log::LevelFilter::Trace,
+    };
+    let logger: &'static Logger = Box::leak(Box::new(Logger { level }));
+    if log::set_logger(logger).is_ok() {
+        log::set_max_level(level);
+    }
+}
+
+/// Prints the one-line error and returns its exit code.
+fn fail(msg: &str, hint: &str, code: u8) -> ExitCode {
+    progress::clear_line();
+    if hint.is_empty() {
+        eprintln!("ossup: error: {msg}");
+    } else {
+        eprintln!("ossup: error: {msg}; {hint}");
+    }
+    ExitCode::from(code)
+}
+
+fn build_fail(e: BuildError) -> ExitCode {
+    match e {
+        BuildError::Usage(m) => fail(&m, "see ossup --help", exit::USAGE),
+        BuildError::Config(m) => fail(&m, "", exit::CONFIG),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match args::parse(std::env::args_os().skip(1).collect()) {
+        Ok(c) => c,
+        Err(e) => return fail(&e, "see ossup --help", exit::USAGE),
+    };
+    match cli {
+        Cli::Help => {
+            print!("{}", args::USAGE);
+            ExitCode::SUCCESS
+        }
+        Cli::Version => {
+            println!("ossup {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Cli::Upload { file, dest, common } => {
+            init_log(common.quiet, common.verbose);
+            let cfg = match args::build_config(&common) {
+                Ok(c) => c,
+                Err(e) => return build_fail(e),
+            };
+            let dest = match args::destination(&dest) {
+                Ok(d) => d,
+                Err(e) => return build_fail(e),
+            };
+            let mut bar = progress::Progress::new(common.quiet);
+            let r = ossup::upload_file_blocking(&cfg, &file, &dest, &mut |d, t| bar.update(d, t));
+            bar.finish();
+            match r {
+                Ok(u) => {
+                    log::info!(
+                        "uploaded {} to oss://{}/{} ({} parts, {} resumed, crc64 {})",
+                        file.display(),
+                        dest.bucket,
+                        dest.key,
+                        u.parts,
+                        u.parts_resumed,
+                        u.crc64
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&e.to_string(), e.hint(), e.exit_code()),
+            }
+        }
+        Cli::Abort { file, dest, common } => {
+            init_log(common.quiet, common.verbose);
+            let cfg = match args::build_config(&common) {
+                Ok(c) => c,
+                Err(e) => return build_fail(e),
+            };
+            let dest = match args::destination(&dest) {
+                Ok(d) => d,
+                Err(e) => return build_fail(e),
+            };
+            match async_io::block_on(ossup::io::driver::abort(&cfg, &file, &dest)) {
+                Ok(ids) if ids.is_empty() => {
+                    log::info!("no unfinished upload of {} to {}", file.display(), dest.key);
+                    ExitCode::SUCCESS
+                }
+                Ok(ids) => {
+                    log::info!("aborted {} upload(s): {}", ids.len(), ids.join(", "));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&e.to_string(), e.hint(), e.exit_code()),
+            }
+        }
+        Cli::Status { checkpoint_dir, verbose } => {
+            init_log(false, verbose);
+            let dir = checkpoint_dir.unwrap_or_else(args::default_checkpoint_dir);
+            status(&dir)
+        }
+        Cli::Watch { dir, dest, settle, done_dir, common } => {
+            init_log(common.quiet, common.verbose);
+            let cfg = match args::build_config(&common) {
+                Ok(c) => c,
+                Err(e) => return build_fail(e),
+            };
+            watch::main(cfg, &dir, &dest, settle.as_deref(), done_dir.as_deref(), common.quiet)
+        }
+        Cli::Serve(s) => serve(s),
+    }
+}
+
+/// `ossup status`: one line per journal in the checkpoint directory.
+fn status(dir: &Path) -> ExitCode {
+    use ossup::io::journal::{Journal, Lock};
+    use ossup::proto::checkpoint::Record;
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            println!("no unfinished uploads ({} does not exist)", dir.display());
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => return fail(&format!("cannot read {}: {e}", dir.display()), "", exit::CANTCREAT),
+    };
+    let mut paths: Vec<_> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "ossup"))
+        .collect();
+    paths.sort();
+    if paths.is_empty() {
+        println!("no unfinished uploads in {}", dir.display());
+    }
+    for p in paths {
+        let holder = Lock::is_held(&p);
+        match Journal::open(&p) {
+            Ok(Some((_, Ok(r)))) => {
+                let id = &r.identity;
+                let total = id.file_len.div_ceil(id.part_size.max(1));
+                let mut done = std::collections::BTreeSet::new();
+                let mut upload = None;
+                let mut pending_aborts = 0;
+                for rec in &r.records {
+                    match rec {
+                        Record::Started { upload_id } => {
+                            upload = Some(upload_id.clone());
+                            done.clear();
+                        }
+                        Record::PartDone { n, .. } => {
+                            done.insert(*n);
+                        }
+                        Record::AbortPending { .. } => pending_aborts += 1,
+                        Record::Aborted { .. } => pending_aborts -= 1,
+                        _ => {}
+                    }
+                }
+                let state = match holder {
+                    Some(0) => "in progress".to_string(),
+                    Some(pid) => format!("in progress (PID {pid})"),
+                    None => "stopped".to_string(),
+                };
+                println!(
+                    "{} -> oss://{}/{}  {}/{} parts  {}  upload {}{}",
+                    id.path,
+                    id.bucket,
+                    id.key,
+                    done.len(),
+                    total,
+                    state,
+                    upload.as_deref().unwrap_or("(not started)"),
+                    if pending_aborts > 0 { format!("  {pending_aborts} stale upload(s) to abort") } else { String::new() }
+                );
+            }
+            Ok(Some((_, Err(e)))) => println!("{}: unreadable checkpoint ({e:?})", p.display()),
+            Ok(None) => {}
+            Err(e) => println!("{}: {e}", p.display()),
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+#[cfg(feature = "serve")]
+fn serve(s: args::ServeArgs) -> ExitCode {
+    use ossup::serve::{FaultKind, Faults, Options};
+    init_log(false, s.verbose);
+    let usage = |m: String| fail(&m, "see ossup --help", exit::USAGE);
+    let mut o = Options::new(&s.dir);
+    if let Some(l) = &s.listen {
+        match l.parse() {
+            Ok(a) => o.listen = a,
+            Err(_) => return usage(format!("--listen {l:?}: expected IP:PORT")),
+        }
+    }
+    o.buckets = s.buckets.clone();
+    if let Some(r) = &s.region {
+        o.region = r.clone();
+    }
+    o.allow_anonymous = s.anonymous;
+    let id = std::env::var("OSS_ACCESS_KEY_ID").ok().filter(|v| !v.is_empty());
+    let secret = std::env::var("OSS_ACCESS_KEY_SECRET").ok().filter(|v| !v.is_empty());
+    o.credentials = match (id, secret) {
+        (Some(access_key_id), Some(access_key_secret)) => Some(ossup::proto::sign::Credentials {
+            access_key_id,
+            access_key_secret,
+            security_token: None,
+        }),
+        _ if s.anonymous => None,
+        _ => {
+            return fail(
+                "serve needs OSS_ACCESS_KEY_ID and OSS_ACCESS_KEY_SECRET to check signatures",
+                "set them, or pass --anonymous to accept unsigned requests",
+                exit::CONFIG,
+            )
+        }
+    };
+    let num = |v: &Option<String>, name: &str| -> Result<Option<f64>, ExitCode> {
+        match v {
+            None => Ok(None),
+            Some(t) => t.parse::<f64>().map(Some).map_err(|_| usage(format!("{name} {t:?}: not a number"))),
+        }
+    };
+    let mut f = Faults::default();
+    match num(&s.fault_rate, "--fault-rate") {
+        Ok(Some(r)) if (0.0..=1.0).contains(&r) => f.rate = r,
+        Ok(Some(r)) => return usage(format!("--fault-rate {r}: must be within 0..1")),
+        Ok(None) => {}
+        Err(c) => return c,
+    }
+    match num(&s.seed, "--seed") {
+        Ok(Some(v)) => f.seed = v as u64,
+        Ok(None) => {}
+        Err(c) => return c,
+    }
+    match num(&s.stall_ms, "--stall-ms") {
+        Ok(Some(v)) => f.stall_ms = v as u64,
+        Ok(None) => {}
+        Err(c) => return c,
+    }
+    match num(&s.reset_after, "--reset-after") {
+        Ok(Some(v)) => f.reset_after_bytes = v as u64,
+        Ok(None) => {}
+        Err(c) => return c,
+    }
+    match num(&s.skew, "--skew") {
+        Ok(Some(v)) => o.skew_secs = v as i64,
+        Ok(None) => {}
+        Err(c) => return c,
+    }
+    let kinds = s.faults.as_deref().unwrap_or("503,reset,stall,drop,lose-complete");
+    f.kinds.clear();
+    for k in kinds.split(',').map(str::trim).filter(|k| !k.is_empty()) {
+        f.kinds.push(match k {
+            "503" => FaultKind::Status503,
+            "reset" => FaultKind::ResetMidBody,
+            "stall" => FaultKind::Stall,
+            "drop" => FaultKind::DropResponse,
+            "lose-complete" => FaultKind::LoseComplete,
+            other => return usage(format!("--faults: unknown kind {other:?}")),
+        });
+    }
+    o.faults = f;
+    o.tls = match (&s.tls_cert, &s.tls_key) {
+        (Some(c), Some(k)) => Some((c.clone(), k.clone())),
+        (None, None) => None,
+        _ => return usage("--tls-cert and --tls-key go together".into()),
+    };
+    match ossup::serve::run(o) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&format!("serve: {e}"), "", exit::CONFIG),
+    }
+}
+
+#[cfg(not(feature = "serve"))]
+fn serve(_: args::ServeArgs) -> ExitCode {
+    fail("this build has no `serve` (built without the serve feature)", "", exit::USAGE)
+}
