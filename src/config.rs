@@ -51,11 +51,15 @@ impl Endpoint {
         } else if let Some(r) = url.strip_prefix("http://") {
             (false, r)
         } else {
-            return err(format!("endpoint {url:?} must start with https:// or http://"));
+            return err(format!(
+                "endpoint {url:?} must start with https:// or http://"
+            ));
         };
         let authority = rest.strip_suffix('/').unwrap_or(rest);
         if authority.is_empty() || authority.contains(['/', '?', '#', '@', ' ']) {
-            return err(format!("endpoint {url:?} must be scheme://host[:port] with no path or user"));
+            return err(format!(
+                "endpoint {url:?} must be scheme://host[:port] with no path or user"
+            ));
         }
         let default_port = if tls { 443 } else { 80 };
         let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
@@ -76,12 +80,21 @@ impl Endpoint {
         if host.is_empty() {
             return err(format!("endpoint {url:?} has no host"));
         }
-        Ok(Endpoint { tls, host, port, authority: authority.to_string() })
+        Ok(Endpoint {
+            tls,
+            host,
+            port,
+            authority: authority.to_string(),
+        })
     }
 
     /// The URL form, `https://authority`.
     pub fn url(&self) -> String {
-        format!("{}://{}", if self.tls { "https" } else { "http" }, self.authority)
+        format!(
+            "{}://{}",
+            if self.tls { "https" } else { "http" },
+            self.authority
+        )
     }
 }
 
@@ -104,13 +117,23 @@ pub struct Destination {
 impl Destination {
     /// Parses `oss://bucket/key` or `s3://bucket/key` and validates both parts.
     pub fn parse(url: &str) -> Result<Destination, ConfigError> {
-        let Some(rest) = url.strip_prefix("oss://").or_else(|| url.strip_prefix("s3://")) else {
-            return err(format!("destination {url:?} must look like oss://BUCKET/KEY"));
+        let Some(rest) = url
+            .strip_prefix("oss://")
+            .or_else(|| url.strip_prefix("s3://"))
+        else {
+            return err(format!(
+                "destination {url:?} must look like oss://BUCKET/KEY"
+            ));
         };
         let Some((bucket, key)) = rest.split_once('/') else {
-            return err(format!("destination {url:?} has no object key (oss://BUCKET/KEY)"));
+            return err(format!(
+                "destination {url:?} has no object key (oss://BUCKET/KEY)"
+            ));
         };
-        let d = Destination { bucket: bucket.to_string(), key: key.to_string() };
+        let d = Destination {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+        };
         d.validate()?;
         Ok(d)
     }
@@ -119,7 +142,9 @@ impl Destination {
     /// and the key rules (1–1023 bytes, not starting with `/` or `\`, no control characters).
     pub fn validate(&self) -> Result<(), ConfigError> {
         let b = &self.bucket;
-        let ok_chars = b.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-');
+        let ok_chars = b
+            .bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-');
         if !(3..=63).contains(&b.len()) || !ok_chars || b.starts_with('-') || b.ends_with('-') {
             return err(format!(
                 "invalid bucket name {b:?}: use 3-63 characters of a-z, 0-9 and '-', not starting or ending with '-'"
@@ -130,7 +155,10 @@ impl Destination {
             return err("the object key is empty");
         }
         if k.len() > 1023 {
-            return err(format!("the object key is {} bytes; the limit is 1023", k.len()));
+            return err(format!(
+                "the object key is {} bytes; the limit is 1023",
+                k.len()
+            ));
         }
         if k.starts_with('/') || k.starts_with('\\') {
             return err("the object key must not start with '/' or '\\'");
@@ -153,7 +181,10 @@ pub struct Timeouts {
 
 impl Default for Timeouts {
     fn default() -> Self {
-        Timeouts { connect: Duration::from_secs(10), idle: Duration::from_secs(30) }
+        Timeouts {
+            connect: Duration::from_secs(10),
+            idle: Duration::from_secs(30),
+        }
     }
 }
 
@@ -201,7 +232,12 @@ pub struct Config {
 impl Config {
     /// A configuration with ossup's defaults for `endpoint`, `region` and `credentials`:
     /// OSS V4, 8 MiB parts, 8 MiB threshold, one job, 64 KiB buffer, retry for 24 hours.
-    pub fn new(endpoint: Endpoint, region: &str, credentials: Credentials, checkpoint_dir: PathBuf) -> Config {
+    pub fn new(
+        endpoint: Endpoint,
+        region: &str,
+        credentials: Credentials,
+        checkpoint_dir: PathBuf,
+    ) -> Config {
         Config {
             endpoint,
             region: region.to_string(),
@@ -236,13 +272,24 @@ impl Config {
             return err(format!("jobs must be 1..=64, not {}", self.jobs));
         }
         if !(4096..=(16 << 20)).contains(&self.buffer_size) {
-            return err(format!("buffer size {} is outside 4 KiB..16 MiB", self.buffer_size));
+            return err(format!(
+                "buffer size {} is outside 4 KiB..16 MiB",
+                self.buffer_size
+            ));
         }
         let r = &self.region;
-        if r.is_empty() || !r.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-') {
-            return err(format!("invalid region {r:?} (expected something like cn-hangzhou)"));
+        if r.is_empty()
+            || !r
+                .bytes()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+        {
+            return err(format!(
+                "invalid region {r:?} (expected something like cn-hangzhou)"
+            ));
         }
-        if self.credentials.access_key_id.is_empty() || self.credentials.access_key_secret.is_empty() {
+        if self.credentials.access_key_id.is_empty()
+            || self.credentials.access_key_secret.is_empty()
+        {
             return err("missing credentials: set OSS_ACCESS_KEY_ID and OSS_ACCESS_KEY_SECRET");
         }
         if self.timeouts.connect.is_zero() || self.timeouts.idle.is_zero() {
@@ -260,7 +307,9 @@ pub fn parse_size(s: &str) -> Result<u64, ConfigError> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: u64 = num.parse().map_err(|_| ConfigError(format!("bad size {s:?} (e.g. 8MiB)")))?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| ConfigError(format!("bad size {s:?} (e.g. 8MiB)")))?;
     let mul: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kib" => 1 << 10,
@@ -269,9 +318,14 @@ pub fn parse_size(s: &str) -> Result<u64, ConfigError> {
         "kb" => 1000,
         "mb" => 1_000_000,
         "gb" => 1_000_000_000,
-        _ => return err(format!("bad size unit in {s:?} (use KiB, MiB, GiB, KB, MB, GB)")),
+        _ => {
+            return err(format!(
+                "bad size unit in {s:?} (use KiB, MiB, GiB, KB, MB, GB)"
+            ))
+        }
     };
-    n.checked_mul(mul).ok_or_else(|| ConfigError(format!("size {s:?} is too large")))
+    n.checked_mul(mul)
+        .ok_or_else(|| ConfigError(format!("size {s:?} is too large")))
 }
 
 /// Parses a rate like `200KiB/s` or `1MB/s` into bytes per second.
@@ -286,7 +340,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, ConfigError> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: u64 = num.parse().map_err(|_| ConfigError(format!("bad duration {s:?} (e.g. 30s, 24h)")))?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| ConfigError(format!("bad duration {s:?} (e.g. 30s, 24h)")))?;
     let ms = match unit {
         "ms" => Some(n),
         "" | "s" => n.checked_mul(1000),
@@ -295,7 +351,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, ConfigError> {
         "d" => n.checked_mul(86_400_000),
         _ => return err(format!("bad duration unit in {s:?} (use ms, s, m, h, d)")),
     };
-    ms.map(Duration::from_millis).ok_or_else(|| ConfigError(format!("duration {s:?} is too long")))
+    ms.map(Duration::from_millis)
+        .ok_or_else(|| ConfigError(format!("duration {s:?} is too long")))
 }
 
 #[cfg(test)]
@@ -305,12 +362,26 @@ mod tests {
     #[test]
     fn endpoints() {
         let e = Endpoint::parse("https://oss-cn-hangzhou.aliyuncs.com").unwrap();
-        assert_eq!((e.tls, e.host.as_str(), e.port), (true, "oss-cn-hangzhou.aliyuncs.com", 443));
+        assert_eq!(
+            (e.tls, e.host.as_str(), e.port),
+            (true, "oss-cn-hangzhou.aliyuncs.com", 443)
+        );
         let e = Endpoint::parse("http://127.0.0.1:9000/").unwrap();
-        assert_eq!((e.tls, e.host.as_str(), e.port, e.authority.as_str()), (false, "127.0.0.1", 9000, "127.0.0.1:9000"));
+        assert_eq!(
+            (e.tls, e.host.as_str(), e.port, e.authority.as_str()),
+            (false, "127.0.0.1", 9000, "127.0.0.1:9000")
+        );
         let e = Endpoint::parse("http://[::1]:8080").unwrap();
         assert_eq!((e.host.as_str(), e.port), ("::1", 8080));
-        for bad in ["ftp://x", "http://", "http://u:p@h", "http://h/path", "http://h:0", "http://h:99999", "http://[::1"] {
+        for bad in [
+            "ftp://x",
+            "http://",
+            "http://u:p@h",
+            "http://h/path",
+            "http://h:0",
+            "http://h:99999",
+            "http://[::1",
+        ] {
             assert!(Endpoint::parse(bad).is_err(), "{bad}");
         }
     }
@@ -318,10 +389,22 @@ mod tests {
     #[test]
     fn destinations() {
         let d = Destination::parse("oss://my-bucket/a/b c+d%.txt").unwrap();
-        assert_eq!((d.bucket.as_str(), d.key.as_str()), ("my-bucket", "a/b c+d%.txt"));
+        assert_eq!(
+            (d.bucket.as_str(), d.key.as_str()),
+            ("my-bucket", "a/b c+d%.txt")
+        );
         assert!(Destination::parse("s3://bkt/k").is_ok());
         let long = format!("oss://bkt/{}", "k".repeat(1024));
-        for bad in ["bkt/k", "oss://bkt", "oss://bkt/", "oss://B_kt/k", "oss://-bk/k", "oss://ab/k", "oss://bkt//k", &long] {
+        for bad in [
+            "bkt/k",
+            "oss://bkt",
+            "oss://bkt/",
+            "oss://B_kt/k",
+            "oss://-bk/k",
+            "oss://ab/k",
+            "oss://bkt//k",
+            &long,
+        ] {
             assert!(Destination::parse(bad).is_err(), "{bad}");
         }
         assert!(Destination::parse(&format!("oss://bkt/{}", "k".repeat(1023))).is_ok());
@@ -333,18 +416,34 @@ mod tests {
         assert_eq!(parse_size("8MiB").unwrap(), 8 << 20);
         assert_eq!(parse_size("100KB").unwrap(), 100_000);
         assert_eq!(parse_size("42").unwrap(), 42);
-        assert!(parse_size("8XB").is_err() && parse_size("").is_err() && parse_size("99999999999GiB").is_err());
+        assert!(
+            parse_size("8XB").is_err()
+                && parse_size("").is_err()
+                && parse_size("99999999999GiB").is_err()
+        );
         assert_eq!(parse_rate("200KiB/s").unwrap(), 200 * 1024);
         assert_eq!(parse_duration("24h").unwrap(), Duration::from_secs(86400));
-        assert_eq!(parse_duration("1500ms").unwrap(), Duration::from_millis(1500));
+        assert_eq!(
+            parse_duration("1500ms").unwrap(),
+            Duration::from_millis(1500)
+        );
         assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
         assert!(parse_duration("1y").is_err());
     }
 
     #[test]
     fn validation() {
-        let creds = Credentials { access_key_id: "a".into(), access_key_secret: "s".into(), security_token: None };
-        let mut c = Config::new(Endpoint::parse("http://127.0.0.1:1").unwrap(), "cn-hangzhou", creds, "/tmp".into());
+        let creds = Credentials {
+            access_key_id: "a".into(),
+            access_key_secret: "s".into(),
+            security_token: None,
+        };
+        let mut c = Config::new(
+            Endpoint::parse("http://127.0.0.1:1").unwrap(),
+            "cn-hangzhou",
+            creds,
+            "/tmp".into(),
+        );
         assert!(c.validate().is_ok());
         c.part_size = 1024;
         assert!(c.validate().is_err());

@@ -136,7 +136,10 @@ impl Error {
             Error::Checkpoint { .. } => exit::CANTCREAT,
             Error::Locked { .. } | Error::GaveUp { .. } => exit::TEMPFAIL,
             Error::Service { status, code, .. } => {
-                let failure = Failure::Status { status: *status, code: Some(code.clone()) };
+                let failure = Failure::Status {
+                    status: *status,
+                    code: Some(code.clone()),
+                };
                 if crate::proto::retry::is_credentials_problem(&failure) {
                     exit::NOPERM
                 } else {
@@ -155,7 +158,9 @@ impl Error {
             Error::FileChanged { .. } => "run again once the file is stable; a fresh upload starts",
             Error::DataMismatch { .. } => "run again; if it repeats, check memory and storage",
             Error::Checkpoint { .. } => "make the checkpoint dir writable (--checkpoint-dir)",
-            Error::NewerJournal { .. } => "use the newer ossup, or delete the checkpoint to start over",
+            Error::NewerJournal { .. } => {
+                "use the newer ossup, or delete the checkpoint to start over"
+            }
             Error::Locked { .. } => "wait for the other process, or use --wait",
             Error::Service { .. } if self.exit_code() == exit::NOPERM => {
                 "check OSS_ACCESS_KEY_ID / OSS_ACCESS_KEY_SECRET, the region and the bucket policy"
@@ -171,10 +176,18 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Config(e) => write!(f, "configuration: {e}"),
-            Error::NoSuchFile { path, source } => write!(f, "cannot open {}: {source}", path.display()),
-            Error::Read { path, source } => write!(f, "reading {} failed: {source}", path.display()),
+            Error::NoSuchFile { path, source } => {
+                write!(f, "cannot open {}: {source}", path.display())
+            }
+            Error::Read { path, source } => {
+                write!(f, "reading {} failed: {source}", path.display())
+            }
             Error::FileChanged { path } => {
-                write!(f, "{} changed during the upload; it was not completed", path.display())
+                write!(
+                    f,
+                    "{} changed during the upload; it was not completed",
+                    path.display()
+                )
             }
             Error::DataMismatch { op, local, server } => write!(
                 f,
@@ -188,7 +201,10 @@ impl fmt::Display for Error {
                 "checkpoint {} was written by a newer ossup (format {version})",
                 path.display()
             ),
-            Error::Locked { path, pid: Some(pid) } => write!(
+            Error::Locked {
+                path,
+                pid: Some(pid),
+            } => write!(
                 f,
                 "another ossup (PID {pid}) is uploading this file to this destination ({})",
                 path.display()
@@ -198,7 +214,13 @@ impl fmt::Display for Error {
                 "another ossup is uploading this file to this destination ({})",
                 path.display()
             ),
-            Error::Service { op, status, code, message, request_id } => {
+            Error::Service {
+                op,
+                status,
+                code,
+                message,
+                request_id,
+            } => {
                 write!(f, "{op} refused: HTTP {status} {code}")?;
                 if !message.is_empty() {
                     write!(f, ": {message}")?;
@@ -208,9 +230,21 @@ impl fmt::Display for Error {
                 }
                 Ok(())
             }
-            Error::Tls { op } => write!(f, "{op}: the server's TLS certificate could not be verified"),
-            Error::GaveUp { op, failure, attempts, detail } => {
-                write!(f, "{op} failed {attempts} times in a row, last: {}", describe_failure(failure))?;
+            Error::Tls { op } => write!(
+                f,
+                "{op}: the server's TLS certificate could not be verified"
+            ),
+            Error::GaveUp {
+                op,
+                failure,
+                attempts,
+                detail,
+            } => {
+                write!(
+                    f,
+                    "{op} failed {attempts} times in a row, last: {}",
+                    describe_failure(failure)
+                )?;
                 if let Some((code, _msg, rid)) = detail {
                     if !code.is_empty() && !matches!(failure, Failure::Status { .. }) {
                         write!(f, " (earlier {code})")?;
@@ -234,7 +268,10 @@ pub fn describe_failure(f: &Failure) -> String {
         Failure::TimedOut => "no progress within the idle timeout".into(),
         Failure::Tls => "TLS error".into(),
         Failure::TlsCertificate => "TLS certificate not trusted".into(),
-        Failure::Status { status, code: Some(c) } => format!("HTTP {status} {c}"),
+        Failure::Status {
+            status,
+            code: Some(c),
+        } => format!("HTTP {status} {c}"),
         Failure::Status { status, code: None } => format!("HTTP {status}"),
         Failure::Malformed => "malformed response".into(),
         Failure::CrcMismatch => "CRC-64 mismatch".into(),
@@ -247,9 +284,9 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Config(e) => Some(e),
-            Error::NoSuchFile { source, .. } | Error::Read { source, .. } | Error::Checkpoint { source, .. } => {
-                Some(source)
-            }
+            Error::NoSuchFile { source, .. }
+            | Error::Read { source, .. }
+            | Error::Checkpoint { source, .. } => Some(source),
             _ => None,
         }
     }

@@ -73,3 +73,8 @@ pub fn upload_file_blocking(
 ) -> Result<Uploaded, Error> {
     async_io::block_on(upload_file(cfg, file, dest, progress))
 }
+
+/// Compiles the Rust snippets in README.md.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

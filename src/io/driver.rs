@@ -54,8 +54,8 @@ struct Shared<'a> {
     /// Highest progress reported, so progress never goes backwards when a part restarts.
     reported: Cell<u64>,
     progress: RefCell<&'a mut dyn FnMut(u64, u64)>,
-    /// The last service error seen: (op, status, code, message, request id).
-    last_service: RefCell<Option<(Op, u16, String, String, String)>>,
+    /// The last service error seen.
+    last_service: RefCell<Option<LastService>>,
 }
 
 impl Shared<'_> {
@@ -69,6 +69,9 @@ impl Shared<'_> {
     }
 }
 
+/// The last service error: (op, status, code, message, request id).
+type LastService = (Op, u16, String, String, String);
+
 /// One job slot: a connection that is kept alive between calls, and the job's buffer.
 struct Job {
     slot: usize,
@@ -79,7 +82,10 @@ struct Job {
 type Running<'a> = Pin<Box<dyn Future<Output = (Job, u64, Event)> + 'a>>;
 
 fn unix_now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 /// Builds the request target for `cfg` and `dest`.
@@ -100,7 +106,10 @@ pub fn tls_for(cfg: &Config) -> Result<Option<Arc<rustls::ClientConfig>>, Error>
     }
     let pem = match &cfg.ca_file {
         Some(p) => Some(std::fs::read(p).map_err(|e| {
-            Error::Config(crate::config::ConfigError(format!("cannot read CA file {}: {e}", p.display())))
+            Error::Config(crate::config::ConfigError(format!(
+                "cannot read CA file {}: {e}",
+                p.display()
+            )))
         })?),
         None => None,
     };
@@ -118,7 +127,10 @@ pub async fn upload(
 ) -> Result<Uploaded, Error> {
     cfg.validate()?;
     dest.validate()?;
-    let source = Source::open(path).map_err(|e| Error::NoSuchFile { path: path.to_path_buf(), source: e })?;
+    let source = Source::open(path).map_err(|e| Error::NoSuchFile {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
     let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
     let multipart = source.len() >= cfg.multipart_threshold && !source.is_empty();
     let geometry = Geometry::new(source.len(), cfg.part_size)
@@ -146,12 +158,18 @@ pub async fn upload(
         multipart,
         max_in_flight: cfg.jobs,
         backoff: cfg.backoff,
-        retry_for_ms: cfg.retry_for.filter(|d| !d.is_zero()).map(|d| d.as_millis() as u64),
+        retry_for_ms: cfg
+            .retry_for
+            .filter(|d| !d.is_zero())
+            .map(|d| d.as_millis() as u64),
         seed: (unix_now() as u64) ^ ((std::process::id() as u64) << 32),
     };
     let mut up = Upload::new(params, replay);
     if up.clock_offset() != 0 {
-        log::info!("using the clock offset of {} s recorded in the checkpoint", up.clock_offset());
+        log::info!(
+            "using the clock offset of {} s recorded in the checkpoint",
+            up.clock_offset()
+        );
     }
     let shared = Shared {
         cfg,
@@ -159,7 +177,9 @@ pub async fn upload(
         source: Some(&source),
         total: source.len(),
         tls,
-        limiter: cfg.limit_rate.map(|r| RefCell::new(TokenBucket::new(r, (r / 4).max(cfg.buffer_size as u64)))),
+        limiter: cfg
+            .limit_rate
+            .map(|r| RefCell::new(TokenBucket::new(r, (r / 4).max(cfg.buffer_size as u64)))),
         md5_parts: cfg.content_md5.unwrap_or(cfg.scheme == Scheme::S3V4),
         done: Cell::new(0),
         inflight: RefCell::new(vec![0; cfg.jobs as usize]),
@@ -168,8 +188,14 @@ pub async fn upload(
         last_service: RefCell::new(None),
     };
     let buffer_size = cfg.buffer_size.max(MIN_BUFFER);
-    let mut free: Vec<Job> =
-        (0..cfg.jobs as usize).rev().map(|slot| Job { slot, conn: None, buf: vec![0; buffer_size] }).collect();
+    let mut free: Vec<Job> = (0..cfg.jobs as usize)
+        .rev()
+        .map(|slot| Job {
+            slot,
+            conn: None,
+            buf: vec![0; buffer_size],
+        })
+        .collect();
     let mut running: Vec<Running<'_>> = Vec::new();
     let start = Instant::now();
     let now_ms = || start.elapsed().as_millis() as u64;
@@ -179,7 +205,10 @@ pub async fn upload(
         shared.done.set(up.bytes_done());
         shared.report();
         if up.clock_offset() != last_offset {
-            log::warn!("clock corrected by {} s from the server's time", up.clock_offset());
+            log::warn!(
+                "clock corrected by {} s from the server's time",
+                up.clock_offset()
+            );
             last_offset = up.clock_offset();
         }
         match up.poll_action(now_ms()) {
@@ -192,22 +221,32 @@ pub async fn upload(
                 running.push(Box::pin(perform(&shared, job, id, call, offset)));
             }
             Action::Persist(rec) => {
-                let j = journal.as_mut().expect("a journal exists whenever a record is persisted");
-                j.append(&rec).map_err(|e| Error::Checkpoint { path: jpath.clone(), source: e })?;
+                let j = journal
+                    .as_mut()
+                    .expect("a journal exists whenever a record is persisted");
+                j.append(&rec).map_err(|e| Error::Checkpoint {
+                    path: jpath.clone(),
+                    source: e,
+                })?;
                 up.handle(Event::Persisted, now_ms());
             }
             Action::ResetJournal(records) => {
-                let j = Journal::create(&jpath, &identity, &records)
-                    .map_err(|e| Error::Checkpoint { path: jpath.clone(), source: e })?;
+                let j = Journal::create(&jpath, &identity, &records).map_err(|e| {
+                    Error::Checkpoint {
+                        path: jpath.clone(),
+                        source: e,
+                    }
+                })?;
                 journal = Some(j);
                 up.handle(Event::Persisted, now_ms());
             }
             Action::Digest { n } => {
                 let (off, len) = geometry.part(n);
                 let mut buf = vec![0u8; buffer_size];
-                let (crc64, md5) = source
-                    .digest(off, len, &mut buf)
-                    .map_err(|e| Error::Read { path: path.to_path_buf(), source: e })?;
+                let (crc64, md5) = source.digest(off, len, &mut buf).map_err(|e| Error::Read {
+                    path: path.to_path_buf(),
+                    source: e,
+                })?;
                 up.handle(Event::Digest { n, crc64, md5 }, now_ms());
             }
             Action::Sleep { until_ms } => {
@@ -237,7 +276,10 @@ pub async fn upload(
     match outcome {
         Ok(u) => {
             if let Some(j) = journal {
-                j.remove().map_err(|e| Error::Checkpoint { path: jpath.clone(), source: e })?;
+                j.remove().map_err(|e| Error::Checkpoint {
+                    path: jpath.clone(),
+                    source: e,
+                })?;
             }
             shared.done.set(source.len());
             shared.report();
@@ -264,12 +306,24 @@ async fn next_done<'a>(running: &mut Vec<Running<'a>>) -> Option<(Job, u64, Even
     .await
 }
 
-type Checkpoint = (std::path::PathBuf, Lock, Option<Journal>, Option<crate::proto::checkpoint::Replay>);
+type Checkpoint = (
+    std::path::PathBuf,
+    Lock,
+    Option<Journal>,
+    Option<crate::proto::checkpoint::Replay>,
+);
 
 /// Takes the lock and opens (or sets aside) the journal for this file and destination.
-async fn open_checkpoint(cfg: &Config, abs: &Path, dest: &Destination) -> Result<Checkpoint, Error> {
+async fn open_checkpoint(
+    cfg: &Config,
+    abs: &Path,
+    dest: &Destination,
+) -> Result<Checkpoint, Error> {
     let dir = &cfg.checkpoint_dir;
-    crate::io::journal::ensure_dir(dir).map_err(|e| Error::Checkpoint { path: dir.clone(), source: e })?;
+    crate::io::journal::ensure_dir(dir).map_err(|e| Error::Checkpoint {
+        path: dir.clone(),
+        source: e,
+    })?;
     let jpath = journal_path(dir, abs, &cfg.endpoint.url(), &dest.bucket, &dest.key);
     let lock = if cfg.wait_for_lock {
         Lock::acquire_async(&jpath).await
@@ -277,23 +331,42 @@ async fn open_checkpoint(cfg: &Config, abs: &Path, dest: &Destination) -> Result
         Lock::acquire(&jpath, false)
     };
     let lock = lock.map_err(|e| match e {
-        LockError::Held { pid } => Error::Locked { path: jpath.clone(), pid },
-        LockError::Io(e) => Error::Checkpoint { path: jpath.clone(), source: e },
+        LockError::Held { pid } => Error::Locked {
+            path: jpath.clone(),
+            pid,
+        },
+        LockError::Io(e) => Error::Checkpoint {
+            path: jpath.clone(),
+            source: e,
+        },
     })?;
-    let opened = Journal::open(&jpath).map_err(|e| Error::Checkpoint { path: jpath.clone(), source: e })?;
+    let opened = Journal::open(&jpath).map_err(|e| Error::Checkpoint {
+        path: jpath.clone(),
+        source: e,
+    })?;
     let (journal, replay) = match opened {
         None => (None, None),
         Some((j, Ok(r))) => (Some(j), Some(r)),
         Some((_, Err(CheckpointError::NewerVersion(v)))) => {
-            return Err(Error::NewerJournal { path: jpath, version: v })
+            return Err(Error::NewerJournal {
+                path: jpath,
+                version: v,
+            })
         }
         Some((j, Err(CheckpointError::NotAJournal))) => {
             // Unreadable header: nothing in it can be trusted (not even the upload id), so it
             // is kept aside for inspection and the upload starts fresh.
             drop(j);
             let aside = jpath.with_extension("corrupt");
-            log::warn!("checkpoint {} is corrupt; moved to {} and starting over", jpath.display(), aside.display());
-            std::fs::rename(&jpath, &aside).map_err(|e| Error::Checkpoint { path: jpath.clone(), source: e })?;
+            log::warn!(
+                "checkpoint {} is corrupt; moved to {} and starting over",
+                jpath.display(),
+                aside.display()
+            );
+            std::fs::rename(&jpath, &aside).map_err(|e| Error::Checkpoint {
+                path: jpath.clone(),
+                source: e,
+            })?;
             (None, None)
         }
     };
@@ -303,22 +376,57 @@ async fn open_checkpoint(cfg: &Config, abs: &Path, dest: &Destination) -> Result
 fn give_up_error(g: GiveUp, shared: &Shared<'_>, path: &Path) -> Error {
     let last = shared.last_service.borrow().clone();
     match g {
-        GiveUp::DataMismatch { local, server } => Error::DataMismatch { op: Op::Complete, local, server },
-        GiveUp::Fatal { failure: Failure::SourceChanged, .. } => Error::FileChanged { path: path.to_path_buf() },
-        GiveUp::Fatal { op, failure: Failure::LocalRead } => Error::Read {
+        GiveUp::DataMismatch { local, server } => Error::DataMismatch {
+            op: Op::Complete,
+            local,
+            server,
+        },
+        GiveUp::Fatal {
+            failure: Failure::SourceChanged,
+            ..
+        } => Error::FileChanged {
+            path: path.to_path_buf(),
+        },
+        GiveUp::Fatal {
+            op,
+            failure: Failure::LocalRead,
+        } => Error::Read {
             path: path.to_path_buf(),
             source: std::io::Error::other(format!("read failed during {op}")),
         },
-        GiveUp::Fatal { op, failure: Failure::TlsCertificate } => Error::Tls { op },
-        GiveUp::Fatal { op, failure: Failure::Status { status, code } } => {
+        GiveUp::Fatal {
+            op,
+            failure: Failure::TlsCertificate,
+        } => Error::Tls { op },
+        GiveUp::Fatal {
+            op,
+            failure: Failure::Status { status, code },
+        } => {
             let (message, request_id) = match &last {
-                Some((lop, lstatus, _, m, r)) if *lop == op && *lstatus == status => (m.clone(), r.clone()),
+                Some((lop, lstatus, _, m, r)) if *lop == op && *lstatus == status => {
+                    (m.clone(), r.clone())
+                }
                 _ => (String::new(), String::new()),
             };
-            Error::Service { op, status, code: code.unwrap_or_default(), message, request_id }
+            Error::Service {
+                op,
+                status,
+                code: code.unwrap_or_default(),
+                message,
+                request_id,
+            }
         }
-        GiveUp::Fatal { op, failure } => Error::GaveUp { op, failure, attempts: 1, detail: None },
-        GiveUp::RetryBudget { op, failure, attempts } => Error::GaveUp {
+        GiveUp::Fatal { op, failure } => Error::GaveUp {
+            op,
+            failure,
+            attempts: 1,
+            detail: None,
+        },
+        GiveUp::RetryBudget {
+            op,
+            failure,
+            attempts,
+        } => Error::GaveUp {
             op,
             failure,
             attempts,
@@ -328,12 +436,23 @@ fn give_up_error(g: GiveUp, shared: &Shared<'_>, path: &Path) -> Error {
 }
 
 /// Signs, sends and reads one call on `job`, returning the job and the event to report.
-async fn perform(shared: &Shared<'_>, mut job: Job, id: u64, call: Call, clock_offset: i64) -> (Job, u64, Event) {
+async fn perform(
+    shared: &Shared<'_>,
+    mut job: Job,
+    id: u64,
+    call: Call,
+    clock_offset: i64,
+) -> (Job, u64, Event) {
     let ev = match perform_inner(shared, &mut job, id, &call, clock_offset).await {
         Ok(ev) => ev,
         Err(failure) => {
             job.conn = None;
-            Event::Failed { id, failure, server_time: None, local_time: unix_now() }
+            Event::Failed {
+                id,
+                failure,
+                server_time: None,
+                local_time: unix_now(),
+            }
         }
     };
     shared.inflight.borrow_mut()[job.slot] = 0;
@@ -349,22 +468,32 @@ async fn perform_inner(
 ) -> Result<Event, Failure> {
     let source = match (shared.source, call) {
         (Some(s), _) => s,
-        (None, Call::Abort { .. } | Call::HeadObject | Call::ListParts { .. } | Call::ListUploads { .. }) => {
-            return call_without_source(shared, job, id, call, clock_offset).await
-        }
+        (
+            None,
+            Call::Abort { .. }
+            | Call::HeadObject
+            | Call::ListParts { .. }
+            | Call::ListUploads { .. },
+        ) => return call_without_source(shared, job, id, call, clock_offset).await,
         (None, _) => return Err(Failure::LocalRead),
     };
     // Digests the signature or headers need, computed from the local bytes first.
     let mut digests = BodyDigests::default();
     if let Call::UploadPart { offset, len, .. } = call {
         if shared.md5_parts {
-            let md5 = source.md5_range(*offset, *len, &mut job.buf).map_err(|_| Failure::LocalRead)?;
+            let md5 = source
+                .md5_range(*offset, *len, &mut job.buf)
+                .map_err(|_| Failure::LocalRead)?;
             digests.md5 = Some(md5);
         }
     }
     if let Call::PutObject { len } = call {
         if shared.md5_parts {
-            digests.md5 = Some(source.md5_range(0, *len, &mut job.buf).map_err(|_| Failure::LocalRead)?);
+            digests.md5 = Some(
+                source
+                    .md5_range(0, *len, &mut job.buf)
+                    .map_err(|_| Failure::LocalRead)?,
+            );
         }
     }
     if let Call::Complete { .. } = call {
@@ -384,7 +513,16 @@ async fn call_without_source(
     call: &Call,
     clock_offset: i64,
 ) -> Result<Event, Failure> {
-    send_call(shared, job, id, call, clock_offset, BodyDigests::default(), None).await
+    send_call(
+        shared,
+        job,
+        id,
+        call,
+        clock_offset,
+        BodyDigests::default(),
+        None,
+    )
+    .await
 }
 
 async fn send_call(
@@ -437,7 +575,11 @@ async fn send_call(
         Body::Empty => BodySource::None,
         Body::Bytes(b) => BodySource::Bytes(b),
         Body::File { offset, len } => match source {
-            Some(source) => BodySource::File { source, offset: *offset, len: *len },
+            Some(source) => BodySource::File {
+                source,
+                offset: *offset,
+                len: *len,
+            },
             None => return Err(Failure::LocalRead),
         },
     };
@@ -452,7 +594,8 @@ async fn send_call(
             shared.report();
         }
     };
-    let (resp, local_crc) = exchange(conn, &mut job.buf, head_len, body, &opts, &mut on_progress).await?;
+    let (resp, local_crc) =
+        exchange(conn, &mut job.buf, head_len, body, &opts, &mut on_progress).await?;
     if !resp.reusable() {
         job.conn = None;
     }
@@ -463,12 +606,27 @@ async fn send_call(
 fn to_event(shared: &Shared<'_>, id: u64, call: &Call, resp: Response, local_crc: u64) -> Event {
     let h = &resp.head;
     let status = h.status;
-    let malformed = || Event::Failed { id, failure: Failure::Malformed, server_time: None, local_time: unix_now() };
+    let malformed = || Event::Failed {
+        id,
+        failure: Failure::Malformed,
+        server_time: None,
+        local_time: unix_now(),
+    };
     if (200..300).contains(&status) {
         let etag = h.etag().unwrap_or_default().to_string();
         return match call {
-            Call::PutObject { .. } => Event::Put { id, etag, local_crc, server_crc: h.crc64() },
-            Call::UploadPart { .. } => Event::PartSent { id, etag, local_crc, server_crc: h.crc64() },
+            Call::PutObject { .. } => Event::Put {
+                id,
+                etag,
+                local_crc,
+                server_crc: h.crc64(),
+            },
+            Call::UploadPart { .. } => Event::PartSent {
+                id,
+                etag,
+                local_crc,
+                server_crc: h.crc64(),
+            },
             Call::Initiate => match xml::parse_initiate(&resp.body) {
                 Ok(upload_id) => Event::Initiated { id, upload_id },
                 Err(_) => malformed(),
@@ -478,7 +636,11 @@ fn to_event(shared: &Shared<'_>, id: u64, call: &Call, resp: Response, local_crc
                 Err(_) => malformed(),
             },
             Call::Complete { .. } => match xml::parse_complete(&resp.body) {
-                Ok(etag) => Event::Completed { id, etag, server_crc: h.crc64() },
+                Ok(etag) => Event::Completed {
+                    id,
+                    etag,
+                    server_crc: h.crc64(),
+                },
                 Err(Ok(svc)) => service_failure(shared, call.op(), status, svc, h),
                 Err(Err(_)) => malformed(),
             },
@@ -486,7 +648,10 @@ fn to_event(shared: &Shared<'_>, id: u64, call: &Call, resp: Response, local_crc
             Call::HeadObject => Event::Head {
                 id,
                 found: Some(HeadInfo {
-                    len: h.header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0),
+                    len: h
+                        .header("content-length")
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0),
                     crc64: h.crc64(),
                     etag: h.etag().map(str::to_string),
                 }),
@@ -521,10 +686,19 @@ fn service_failure(
     } else {
         svc.request_id.clone()
     };
-    log::debug!("{op}: HTTP {status} {} {} (request id {request_id})", svc.code, svc.message);
+    log::debug!(
+        "{op}: HTTP {status} {} {} (request id {request_id})",
+        svc.code,
+        svc.message
+    );
     let code = (!svc.code.is_empty()).then(|| svc.code.clone());
     *shared.last_service.borrow_mut() = Some((op, status, svc.code, svc.message, request_id));
-    Event::Failed { id: 0, failure: Failure::Status { status, code }, server_time, local_time: unix_now() }
+    Event::Failed {
+        id: 0,
+        failure: Failure::Status { status, code },
+        server_time,
+        local_time: unix_now(),
+    }
 }
 
 trait WithId {
@@ -556,10 +730,10 @@ pub async fn abort(cfg: &Config, file: &Path, dest: &Destination) -> Result<Vec<
     if let Some(r) = &replay {
         for rec in &r.records {
             match rec {
-                Record::Started { upload_id } | Record::AbortPending { upload_id } => {
-                    if !ids.contains(upload_id) {
-                        ids.push(upload_id.clone());
-                    }
+                Record::Started { upload_id } | Record::AbortPending { upload_id }
+                    if !ids.contains(upload_id) =>
+                {
+                    ids.push(upload_id.clone());
                 }
                 Record::Aborted { upload_id } => ids.retain(|i| i != upload_id),
                 _ => {}
@@ -583,23 +757,41 @@ pub async fn abort(cfg: &Config, file: &Path, dest: &Destination) -> Result<Vec<
     };
     let offset = replay
         .as_ref()
-        .and_then(|r| r.records.iter().rev().find_map(|rec| match rec {
-            Record::ClockOffset { secs } => Some(*secs),
-            _ => None,
-        }))
+        .and_then(|r| {
+            r.records.iter().rev().find_map(|rec| match rec {
+                Record::ClockOffset { secs } => Some(*secs),
+                _ => None,
+            })
+        })
         .unwrap_or(0);
-    let mut job = Job { slot: 0, conn: None, buf: vec![0; cfg.buffer_size.max(MIN_BUFFER)] };
+    let mut job = Job {
+        slot: 0,
+        conn: None,
+        buf: vec![0; cfg.buffer_size.max(MIN_BUFFER)],
+    };
     for upload_id in &ids {
-        let call = Call::Abort { upload_id: upload_id.clone() };
+        let call = Call::Abort {
+            upload_id: upload_id.clone(),
+        };
         let (j, _, ev) = perform(&shared, job, 1, call, offset).await;
         job = j;
         match ev {
             Event::Aborted { .. } => {}
-            Event::Failed { failure: Failure::Status { status: 404, .. }, .. } => {}
+            Event::Failed {
+                failure: Failure::Status { status: 404, .. },
+                ..
+            } => {}
             Event::Failed { failure, .. } => {
                 let g = match crate::proto::retry::classify(Op::Abort, &failure) {
-                    crate::proto::retry::Verdict::Fatal => GiveUp::Fatal { op: Op::Abort, failure },
-                    _ => GiveUp::RetryBudget { op: Op::Abort, failure, attempts: 1 },
+                    crate::proto::retry::Verdict::Fatal => GiveUp::Fatal {
+                        op: Op::Abort,
+                        failure,
+                    },
+                    _ => GiveUp::RetryBudget {
+                        op: Op::Abort,
+                        failure,
+                        attempts: 1,
+                    },
                 };
                 return Err(give_up_error(g, &shared, file));
             }
@@ -607,7 +799,10 @@ pub async fn abort(cfg: &Config, file: &Path, dest: &Destination) -> Result<Vec<
         }
     }
     if let Some(j) = journal {
-        j.remove().map_err(|e| Error::Checkpoint { path: jpath.clone(), source: e })?;
+        j.remove().map_err(|e| Error::Checkpoint {
+            path: jpath.clone(),
+            source: e,
+        })?;
     }
     Ok(ids)
 }

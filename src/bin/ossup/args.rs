@@ -112,17 +112,35 @@ pub struct ServeArgs {
 /// A parsed command line.
 #[derive(Debug)]
 pub enum Cli {
-    Upload { file: PathBuf, dest: String, common: Common },
-    Abort { file: PathBuf, dest: String, common: Common },
-    Watch { dir: PathBuf, dest: String, settle: Option<String>, done_dir: Option<PathBuf>, common: Common },
-    Status { checkpoint_dir: Option<PathBuf>, verbose: u8 },
+    Upload {
+        file: PathBuf,
+        dest: String,
+        common: Common,
+    },
+    Abort {
+        file: PathBuf,
+        dest: String,
+        common: Common,
+    },
+    Watch {
+        dir: PathBuf,
+        dest: String,
+        settle: Option<String>,
+        done_dir: Option<PathBuf>,
+        common: Common,
+    },
+    Status {
+        checkpoint_dir: Option<PathBuf>,
+        verbose: u8,
+    },
     Serve(ServeArgs),
     Help,
     Version,
 }
 
 fn text(v: OsString, flag: &str) -> Result<String, String> {
-    v.into_string().map_err(|_| format!("{flag}: not valid UTF-8"))
+    v.into_string()
+        .map_err(|_| format!("{flag}: not valid UTF-8"))
 }
 
 /// Parses the arguments after the program name.
@@ -152,8 +170,12 @@ pub fn parse(args: Vec<OsString>) -> Result<Cli, String> {
                     Short(s) => format!("-{s}"),
                 };
                 match flag.as_str() {
-                    "--settle" if sub == "watch" => settle = Some(text(p.value().map_err(|e| e.to_string())?, "--settle")?),
-                    "--done-dir" if sub == "watch" => done_dir = Some(PathBuf::from(p.value().map_err(|e| e.to_string())?)),
+                    "--settle" if sub == "watch" => {
+                        settle = Some(text(p.value().map_err(|e| e.to_string())?, "--settle")?)
+                    }
+                    "--done-dir" if sub == "watch" => {
+                        done_dir = Some(PathBuf::from(p.value().map_err(|e| e.to_string())?))
+                    }
                     "--help" | "-h" => return Ok(Cli::Help),
                     _ => common_flag(&mut p, &mut c, &flag)?,
                 }
@@ -163,9 +185,23 @@ pub fn parse(args: Vec<OsString>) -> Result<Cli, String> {
             let dest = text(dest, "destination")?;
             let first = PathBuf::from(first);
             Ok(match sub.as_str() {
-                "upload" => Cli::Upload { file: first, dest, common: c },
-                "abort" => Cli::Abort { file: first, dest, common: c },
-                _ => Cli::Watch { dir: first, dest, settle, done_dir, common: c },
+                "upload" => Cli::Upload {
+                    file: first,
+                    dest,
+                    common: c,
+                },
+                "abort" => Cli::Abort {
+                    file: first,
+                    dest,
+                    common: c,
+                },
+                _ => Cli::Watch {
+                    dir: first,
+                    dest,
+                    settle,
+                    done_dir,
+                    common: c,
+                },
             })
         }
         "status" => {
@@ -173,15 +209,22 @@ pub fn parse(args: Vec<OsString>) -> Result<Cli, String> {
             let mut verbose = 0;
             while let Some(arg) = p.next().map_err(|e| e.to_string())? {
                 match arg {
-                    Long("checkpoint-dir") => dir = Some(PathBuf::from(p.value().map_err(|e| e.to_string())?)),
+                    Long("checkpoint-dir") => {
+                        dir = Some(PathBuf::from(p.value().map_err(|e| e.to_string())?))
+                    }
                     Short('v') | Long("verbose") => verbose += 1,
                     Long("help") | Short('h') => return Ok(Cli::Help),
                     Long(l) => return Err(format!("invalid option '--{l}'")),
                     Short(c) => return Err(format!("invalid option '-{c}'")),
-                    Value(v) => return Err(format!("unexpected argument {:?}", v.to_string_lossy())),
+                    Value(v) => {
+                        return Err(format!("unexpected argument {:?}", v.to_string_lossy()))
+                    }
                 }
             }
-            Ok(Cli::Status { checkpoint_dir: dir, verbose })
+            Ok(Cli::Status {
+                checkpoint_dir: dir,
+                verbose,
+            })
         }
         "serve" => {
             let mut s = ServeArgs::default();
@@ -192,11 +235,15 @@ pub fn parse(args: Vec<OsString>) -> Result<Cli, String> {
                         dir = Some(PathBuf::from(v));
                         continue;
                     }
-                    Value(v) => return Err(format!("unexpected argument {:?}", v.to_string_lossy())),
+                    Value(v) => {
+                        return Err(format!("unexpected argument {:?}", v.to_string_lossy()))
+                    }
                     Long(l) => format!("--{l}"),
                     Short(s) => format!("-{s}"),
                 };
-                let mut val = || -> Result<String, String> { text(p.value().map_err(|e| e.to_string())?, &flag) };
+                let mut val = || -> Result<String, String> {
+                    text(p.value().map_err(|e| e.to_string())?, &flag)
+                };
                 match flag.as_str() {
                     "--listen" => s.listen = Some(val()?),
                     "--bucket" => s.buckets.push(val()?),
@@ -224,7 +271,8 @@ pub fn parse(args: Vec<OsString>) -> Result<Cli, String> {
 }
 
 fn common_flag(p: &mut lexopt::Parser, c: &mut Common, flag: &str) -> Result<(), String> {
-    let mut val = || -> Result<String, String> { text(p.value().map_err(|e| e.to_string())?, flag) };
+    let mut val =
+        || -> Result<String, String> { text(p.value().map_err(|e| e.to_string())?, flag) };
     match flag {
         "--endpoint" => c.endpoint = Some(val()?),
         "--region" => c.region = Some(val()?),
@@ -238,9 +286,17 @@ fn common_flag(p: &mut lexopt::Parser, c: &mut Common, flag: &str) -> Result<(),
         "--content-type" => c.content_type = Some(val()?),
         "--meta" => {
             let kv = val()?;
-            let (k, v) = kv.split_once('=').ok_or_else(|| format!("--meta {kv:?}: expected K=V"))?;
-            if k.is_empty() || !k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
-                return Err(format!("--meta {kv:?}: the key must be letters, digits, '-' or '_'"));
+            let (k, v) = kv
+                .split_once('=')
+                .ok_or_else(|| format!("--meta {kv:?}: expected K=V"))?;
+            if k.is_empty()
+                || !k
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                return Err(format!(
+                    "--meta {kv:?}: the key must be letters, digits, '-' or '_'"
+                ));
             }
             c.meta.push((k.to_ascii_lowercase(), v.to_string()));
         }
@@ -310,10 +366,14 @@ pub fn build_config_with(c: &Common, board: &Board) -> Result<Config, BuildError
         what: &str,
     ) -> Result<Option<T>, BuildError> {
         if let Some(v) = flag {
-            return parse(v).map(Some).map_err(|e| BuildError::Usage(format!("{what}: {e}")));
+            return parse(v)
+                .map(Some)
+                .map_err(|e| BuildError::Usage(format!("{what}: {e}")));
         }
         if let Some(v) = board {
-            return parse(v).map(Some).map_err(|e| BuildError::Config(format!("board {what}: {e}")));
+            return parse(v)
+                .map(Some)
+                .map_err(|e| BuildError::Config(format!("board {what}: {e}")));
         }
         Ok(None)
     }
@@ -329,7 +389,11 @@ pub fn build_config_with(c: &Common, board: &Board) -> Result<Config, BuildError
     let region = match (region, scheme) {
         (Some(r), _) => r,
         (None, Scheme::S3V4) => "us-east-1".to_string(),
-        (None, Scheme::OssV4) => return Err(usage("--region is required (e.g. --region cn-hangzhou)".into())),
+        (None, Scheme::OssV4) => {
+            return Err(usage(
+                "--region is required (e.g. --region cn-hangzhou)".into(),
+            ))
+        }
     };
     let endpoint_text = c
         .endpoint
@@ -339,15 +403,27 @@ pub fn build_config_with(c: &Common, board: &Board) -> Result<Config, BuildError
     let endpoint = Endpoint::parse(&endpoint_text).map_err(|e| usage(e.0))?;
 
     let (id_var, secret_var, token_var) = match scheme {
-        Scheme::S3V4 if env("AWS_ACCESS_KEY_ID").is_some() => {
-            ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
-        }
-        _ => ("OSS_ACCESS_KEY_ID", "OSS_ACCESS_KEY_SECRET", "OSS_SESSION_TOKEN"),
+        Scheme::S3V4 if env("AWS_ACCESS_KEY_ID").is_some() => (
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
+        ),
+        _ => (
+            "OSS_ACCESS_KEY_ID",
+            "OSS_ACCESS_KEY_SECRET",
+            "OSS_SESSION_TOKEN",
+        ),
     };
     let (Some(id), Some(secret)) = (env(id_var), env(secret_var)) else {
-        return Err(BuildError::Config(format!("missing credentials: set {id_var} and {secret_var}")));
+        return Err(BuildError::Config(format!(
+            "missing credentials: set {id_var} and {secret_var}"
+        )));
     };
-    let credentials = Credentials { access_key_id: id, access_key_secret: secret, security_token: env(token_var) };
+    let credentials = Credentials {
+        access_key_id: id,
+        access_key_secret: secret,
+        security_token: env(token_var),
+    };
 
     let dir = c
         .checkpoint_dir
@@ -365,7 +441,9 @@ pub fn build_config_with(c: &Common, board: &Board) -> Result<Config, BuildError
     }
     let jobs_text = c.jobs.clone().or_else(|| board.jobs.map(|j| j.to_string()));
     if let Some(j) = jobs_text {
-        let n: u32 = j.parse().map_err(|_| usage(format!("--jobs {j:?}: not a number")))?;
+        let n: u32 = j
+            .parse()
+            .map_err(|_| usage(format!("--jobs {j:?}: not a number")))?;
         if n == 0 {
             return Err(usage("--jobs must be at least 1".into()));
         }
@@ -374,10 +452,20 @@ pub fn build_config_with(c: &Common, board: &Board) -> Result<Config, BuildError
     if let Some(v) = pick(&c.buffer_size, &board.buffer_size, size, "buffer size")? {
         cfg.buffer_size = usize::try_from(v).map_err(|_| usage("buffer size too large".into()))?;
     }
-    if let Some(v) = pick(&c.limit_rate, &board.limit_rate, |s| parse_rate(s).map_err(|e| e.0), "rate")? {
+    if let Some(v) = pick(
+        &c.limit_rate,
+        &board.limit_rate,
+        |s| parse_rate(s).map_err(|e| e.0),
+        "rate",
+    )? {
         cfg.limit_rate = Some(v);
     }
-    if let Some(v) = pick(&c.connect_timeout, &board.connect_timeout, dur, "connect timeout")? {
+    if let Some(v) = pick(
+        &c.connect_timeout,
+        &board.connect_timeout,
+        dur,
+        "connect timeout",
+    )? {
         cfg.timeouts.connect = v;
     }
     if let Some(v) = pick(&c.idle_timeout, &board.idle_timeout, dur, "idle timeout")? {
@@ -420,11 +508,24 @@ mod tests {
     #[test]
     fn upload_flags() {
         let cli = parse(args(&[
-            "upload", "f.bin", "oss://bkt/k", "--region", "cn-hangzhou", "--jobs", "4", "--meta", "A=b", "-q",
-            "--part-size", "512KiB", "--path-style",
+            "upload",
+            "f.bin",
+            "oss://bkt/k",
+            "--region",
+            "cn-hangzhou",
+            "--jobs",
+            "4",
+            "--meta",
+            "A=b",
+            "-q",
+            "--part-size",
+            "512KiB",
+            "--path-style",
         ]))
         .unwrap();
-        let Cli::Upload { file, dest, common } = cli else { panic!() };
+        let Cli::Upload { file, dest, common } = cli else {
+            panic!()
+        };
         assert_eq!(file, PathBuf::from("f.bin"));
         assert_eq!(dest, "oss://bkt/k");
         assert_eq!(common.jobs.as_deref(), Some("4"));
@@ -444,7 +545,10 @@ mod tests {
     #[test]
     fn every_shipped_board_applies() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("board-configs");
-        let c = Common { region: Some("cn-hangzhou".into()), ..Common::default() };
+        let c = Common {
+            region: Some("cn-hangzhou".into()),
+            ..Common::default()
+        };
         // Credentials come from the environment; give the check its own fake ones.
         let creds_set = env("OSS_ACCESS_KEY_ID").is_some();
         for e in std::fs::read_dir(&dir).unwrap() {

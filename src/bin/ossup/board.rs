@@ -64,7 +64,8 @@ pub fn locate(name_or_path: &str) -> Result<PathBuf, String> {
 
 /// Reads and parses a board file.
 pub fn load(path: &Path) -> Result<Board, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read board {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read board {}: {e}", path.display()))?;
     parse(&text).map_err(|e| format!("board {}: {e}", path.display()))
 }
 
@@ -104,7 +105,9 @@ pub fn parse(text: &str) -> Result<Board, String> {
             "region" => &mut b.region,
             "endpoint" => &mut b.endpoint,
             "jobs" => {
-                let n: u32 = v.parse().map_err(|_| format!("line {lineno}: jobs takes a number"))?;
+                let n: u32 = v
+                    .parse()
+                    .map_err(|_| format!("line {lineno}: jobs takes a number"))?;
                 if b.jobs.replace(n).is_some() {
                     return Err(format!("line {lineno}: jobs is set twice"));
                 }
@@ -138,7 +141,10 @@ mod tests {
 
     #[test]
     fn parses_values_and_comments() {
-        let b = parse("# c\ntarget = \"aarch64-unknown-linux-musl\" # why\njobs = 4\npart_size=\"8MiB\"\n\n").unwrap();
+        let b = parse(
+            "# c\ntarget = \"aarch64-unknown-linux-musl\" # why\njobs = 4\npart_size=\"8MiB\"\n\n",
+        )
+        .unwrap();
         assert_eq!(b.target.as_deref(), Some("aarch64-unknown-linux-musl"));
         assert_eq!(b.jobs, Some(4));
         assert_eq!(b.part_size.as_deref(), Some("8MiB"));
@@ -146,7 +152,9 @@ mod tests {
 
     #[test]
     fn rejects_unknown_keys_and_bad_lines() {
-        assert!(parse("part_szie = \"8MiB\"").unwrap_err().contains("unknown key"));
+        assert!(parse("part_szie = \"8MiB\"")
+            .unwrap_err()
+            .contains("unknown key"));
         assert!(parse("jobs = four").is_err());
         assert!(parse("part_size = 8").is_err());
         assert!(parse("[table]").is_err());
@@ -163,7 +171,11 @@ mod tests {
             if p.extension().is_some_and(|x| x == "toml") {
                 let b = load(&p).unwrap_or_else(|e| panic!("{e}"));
                 assert!(b.target.is_some(), "{} names no target", p.display());
-                assert!(b.checkpoint_dir.is_some(), "{} names no checkpoint_dir", p.display());
+                assert!(
+                    b.checkpoint_dir.is_some(),
+                    "{} names no checkpoint_dir",
+                    p.display()
+                );
                 n += 1;
             }
         }

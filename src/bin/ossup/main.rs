@@ -23,7 +23,8 @@ struct Logger {
 
 impl log::Log for Logger {
     fn enabled(&self, m: &log::Metadata<'_>) -> bool {
-        m.level() <= self.level && (m.target().starts_with("ossup") || m.level() <= log::Level::Warn)
+        m.level() <= self.level
+            && (m.target().starts_with("ossup") || m.level() <= log::Level::Warn)
     }
 
     fn log(&self, r: &log::Record<'_>) {
@@ -139,18 +140,34 @@ fn main() -> ExitCode {
                 Err(e) => fail(&e.to_string(), e.hint(), e.exit_code()),
             }
         }
-        Cli::Status { checkpoint_dir, verbose } => {
+        Cli::Status {
+            checkpoint_dir,
+            verbose,
+        } => {
             init_log(false, verbose);
             let dir = checkpoint_dir.unwrap_or_else(args::default_checkpoint_dir);
             status(&dir)
         }
-        Cli::Watch { dir, dest, settle, done_dir, common } => {
+        Cli::Watch {
+            dir,
+            dest,
+            settle,
+            done_dir,
+            common,
+        } => {
             init_log(common.quiet, common.verbose);
             let cfg = match args::build_config(&common) {
                 Ok(c) => c,
                 Err(e) => return build_fail(e),
             };
-            watch::main(cfg, &dir, &dest, settle.as_deref(), done_dir.as_deref(), common.quiet)
+            watch::main(
+                cfg,
+                &dir,
+                &dest,
+                settle.as_deref(),
+                done_dir.as_deref(),
+                common.quiet,
+            )
         }
         Cli::Serve(s) => serve(s),
     }
@@ -166,7 +183,13 @@ fn status(dir: &Path) -> ExitCode {
             println!("no unfinished uploads ({} does not exist)", dir.display());
             return ExitCode::SUCCESS;
         }
-        Err(e) => return fail(&format!("cannot read {}: {e}", dir.display()), "", exit::CANTCREAT),
+        Err(e) => {
+            return fail(
+                &format!("cannot read {}: {e}", dir.display()),
+                "",
+                exit::CANTCREAT,
+            )
+        }
     };
     let mut paths: Vec<_> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -213,7 +236,11 @@ fn status(dir: &Path) -> ExitCode {
                     total,
                     state,
                     upload.as_deref().unwrap_or("(not started)"),
-                    if pending_aborts > 0 { format!("  {pending_aborts} stale upload(s) to abort") } else { String::new() }
+                    if pending_aborts > 0 {
+                        format!("  {pending_aborts} stale upload(s) to abort")
+                    } else {
+                        String::new()
+                    }
                 );
             }
             Ok(Some((_, Err(e)))) => println!("{}: unreadable checkpoint ({e:?})", p.display()),
@@ -241,8 +268,12 @@ fn serve(s: args::ServeArgs) -> ExitCode {
         o.region = r.clone();
     }
     o.allow_anonymous = s.anonymous;
-    let id = std::env::var("OSS_ACCESS_KEY_ID").ok().filter(|v| !v.is_empty());
-    let secret = std::env::var("OSS_ACCESS_KEY_SECRET").ok().filter(|v| !v.is_empty());
+    let id = std::env::var("OSS_ACCESS_KEY_ID")
+        .ok()
+        .filter(|v| !v.is_empty());
+    let secret = std::env::var("OSS_ACCESS_KEY_SECRET")
+        .ok()
+        .filter(|v| !v.is_empty());
     o.credentials = match (id, secret) {
         (Some(access_key_id), Some(access_key_secret)) => Some(ossup::proto::sign::Credentials {
             access_key_id,
@@ -261,7 +292,10 @@ fn serve(s: args::ServeArgs) -> ExitCode {
     let num = |v: &Option<String>, name: &str| -> Result<Option<f64>, ExitCode> {
         match v {
             None => Ok(None),
-            Some(t) => t.parse::<f64>().map(Some).map_err(|_| usage(format!("{name} {t:?}: not a number"))),
+            Some(t) => t
+                .parse::<f64>()
+                .map(Some)
+                .map_err(|_| usage(format!("{name} {t:?}: not a number"))),
         }
     };
     let mut f = Faults::default();
@@ -291,7 +325,10 @@ fn serve(s: args::ServeArgs) -> ExitCode {
         Ok(None) => {}
         Err(c) => return c,
     }
-    let kinds = s.faults.as_deref().unwrap_or("503,reset,stall,drop,lose-complete");
+    let kinds = s
+        .faults
+        .as_deref()
+        .unwrap_or("503,reset,stall,drop,lose-complete");
     f.kinds.clear();
     for k in kinds.split(',').map(str::trim).filter(|k| !k.is_empty()) {
         f.kinds.push(match k {
@@ -317,5 +354,9 @@ fn serve(s: args::ServeArgs) -> ExitCode {
 
 #[cfg(not(feature = "serve"))]
 fn serve(_: args::ServeArgs) -> ExitCode {
-    fail("this build has no `serve` (built without the serve feature)", "", exit::USAGE)
+    fail(
+        "this build has no `serve` (built without the serve feature)",
+        "",
+        exit::USAGE,
+    )
 }

@@ -48,7 +48,11 @@ impl Progress {
             return;
         }
         let first = *self.first_bytes.get_or_insert(done);
-        let every = if self.tty { Duration::from_millis(250) } else { Duration::from_secs(5) };
+        let every = if self.tty {
+            Duration::from_millis(250)
+        } else {
+            Duration::from_secs(5)
+        };
         let now = Instant::now();
         if self.last.is_some_and(|l| now - l < every) && done < total {
             return;
@@ -74,16 +78,25 @@ impl Progress {
 
 /// `12.0 MiB / 256.0 MiB  4%  3.1 MiB/s  ETA 1m18s`
 pub fn format_line(done: u64, total: u64, sent_here: u64, elapsed: Duration) -> String {
-    let pct = if total == 0 { 100 } else { done * 100 / total };
+    let pct = (done * 100).checked_div(total).unwrap_or(100);
     let secs = elapsed.as_secs_f64();
-    let rate = if secs > 0.0 { sent_here as f64 / secs } else { 0.0 };
+    let rate = if secs > 0.0 {
+        sent_here as f64 / secs
+    } else {
+        0.0
+    };
     let eta = if rate > 0.0 && total > done {
         let s = ((total - done) as f64 / rate) as u64;
         format!("  ETA {}m{:02}s", s / 60, s % 60)
     } else {
         String::new()
     };
-    format!("{} / {}  {pct}%  {}/s{eta}", human(done), human(total), human(rate as u64))
+    format!(
+        "{} / {}  {pct}%  {}/s{eta}",
+        human(done),
+        human(total),
+        human(rate as u64)
+    )
 }
 
 /// Bytes in binary units with one decimal.
@@ -111,7 +124,10 @@ mod tests {
         assert_eq!(human(512), "512 B");
         assert_eq!(human(3 << 20), "3.0 MiB");
         let l = format_line(1 << 20, 4 << 20, 1 << 20, Duration::from_secs(1));
-        assert!(l.starts_with("1.0 MiB / 4.0 MiB  25%  1.0 MiB/s  ETA 0m03s"), "{l}");
+        assert!(
+            l.starts_with("1.0 MiB / 4.0 MiB  25%  1.0 MiB/s  ETA 0m03s"),
+            "{l}"
+        );
         assert!(format_line(0, 0, 0, Duration::ZERO).contains("100%"));
     }
 }
