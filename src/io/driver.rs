@@ -51,8 +51,9 @@ struct Shared<'a> {
     done: Cell<u64>,
     /// Bytes of each job's current part that are on the wire.
     inflight: RefCell<Vec<u64>>,
-    /// Highest progress reported, so progress never goes backwards when a part restarts.
-    reported: Cell<u64>,
+    /// Highest progress reported (`None` before the first report), so progress never goes
+    /// backwards when a part restarts.
+    reported: Cell<Option<u64>>,
     progress: RefCell<&'a mut dyn FnMut(u64, u64)>,
     /// The last service error seen.
     last_service: RefCell<Option<LastService>>,
@@ -62,9 +63,9 @@ impl Shared<'_> {
     fn report(&self) {
         let total = self.total;
         let now = (self.done.get() + self.inflight.borrow().iter().sum::<u64>()).min(total);
-        if now > self.reported.get() || (now == total && self.reported.get() == 0 && total == 0) {
-            self.reported.set(now.max(self.reported.get()));
-            (self.progress.borrow_mut())(self.reported.get(), total);
+        if self.reported.get().is_none_or(|r| now > r) {
+            self.reported.set(Some(now));
+            (self.progress.borrow_mut())(now, total);
         }
     }
 }
@@ -183,7 +184,7 @@ pub async fn upload(
         md5_parts: cfg.content_md5.unwrap_or(cfg.scheme == Scheme::S3V4),
         done: Cell::new(0),
         inflight: RefCell::new(vec![0; cfg.jobs as usize]),
-        reported: Cell::new(0),
+        reported: Cell::new(None),
         progress: RefCell::new(progress),
         last_service: RefCell::new(None),
     };
@@ -202,8 +203,11 @@ pub async fn upload(
     let mut last_offset = up.clock_offset();
 
     let outcome = loop {
-        shared.done.set(up.bytes_done());
-        shared.report();
+        if !up.is_reconciling() {
+            // Progress starts at what earlier runs uploaded, once reconciliation knows it.
+            shared.done.set(up.bytes_done());
+            shared.report();
+        }
         if up.clock_offset() != last_offset {
             log::warn!(
                 "clock corrected by {} s from the server's time",
@@ -242,8 +246,9 @@ pub async fn upload(
             }
             Action::Digest { n } => {
                 let (off, len) = geometry.part(n);
-                let mut buf = vec![0u8; buffer_size];
-                let (crc64, md5) = source.digest(off, len, &mut buf).map_err(|e| Error::Read {
+                // No call is in flight while parts are verified, so a job's buffer is free.
+                let buf = &mut free.last_mut().expect("all jobs are free while verifying").buf;
+                let (crc64, md5) = source.digest(off, len, buf).map_err(|e| Error::Read {
                     path: path.to_path_buf(),
                     source: e,
                 })?;
@@ -751,7 +756,7 @@ pub async fn abort(cfg: &Config, file: &Path, dest: &Destination) -> Result<Vec<
         md5_parts: false,
         done: Cell::new(0),
         inflight: RefCell::new(vec![0]),
-        reported: Cell::new(0),
+        reported: Cell::new(None),
         progress: RefCell::new(&mut noop),
         last_service: RefCell::new(None),
     };

@@ -49,7 +49,9 @@ impl FaultKind {
     pub fn parse(s: &str) -> Option<FaultKind> {
         let s = s.trim().to_ascii_lowercase();
         FaultKind::ALL.into_iter().find(|k| {
-            k.name() == s || format!("{k:?}").to_ascii_lowercase() == s || (s == "status503" && *k == FaultKind::Status503)
+            k.name() == s
+                || format!("{k:?}").to_ascii_lowercase() == s
+                || (s == "status503" && *k == FaultKind::Status503)
         })
     }
 
@@ -58,7 +60,10 @@ impl FaultKind {
         match self {
             FaultKind::Status503 => true,
             FaultKind::ResetMidBody | FaultKind::Stall | FaultKind::DropResponse => {
-                matches!(op, Eligible::UploadPart | Eligible::PutObject | Eligible::Complete)
+                matches!(
+                    op,
+                    Eligible::UploadPart | Eligible::PutObject | Eligible::Complete
+                )
             }
             FaultKind::LoseComplete => op == Eligible::Complete,
         }
@@ -82,7 +87,13 @@ pub struct Faults {
 
 impl Default for Faults {
     fn default() -> Self {
-        Faults { rate: 0.0, seed: 1, kinds: Vec::new(), stall_ms: 30_000, reset_after_bytes: 64 * 1024 }
+        Faults {
+            rate: 0.0,
+            seed: 1,
+            kinds: Vec::new(),
+            stall_ms: 30_000,
+            reset_after_bytes: 64 * 1024,
+        }
     }
 }
 
@@ -117,7 +128,10 @@ impl Injector {
         if s == 0 {
             s = 0x2545_F491_4F6C_DD1D;
         }
-        Injector { cfg, state: Mutex::new(s) }
+        Injector {
+            cfg,
+            state: Mutex::new(s),
+        }
     }
 
     /// The settings.
@@ -140,7 +154,13 @@ impl Injector {
         if self.cfg.kinds.is_empty() || self.cfg.rate.is_nan() || self.cfg.rate <= 0.0 {
             return None;
         }
-        let applicable: Vec<FaultKind> = self.cfg.kinds.iter().copied().filter(|k| k.applies_to(op)).collect();
+        let applicable: Vec<FaultKind> = self
+            .cfg
+            .kinds
+            .iter()
+            .copied()
+            .filter(|k| k.applies_to(op))
+            .collect();
         if applicable.is_empty() {
             return None;
         }
@@ -166,7 +186,12 @@ mod tests {
     use super::*;
 
     fn inj(rate: f64, seed: u64, kinds: Vec<FaultKind>) -> Injector {
-        Injector::new(Faults { rate, seed, kinds, ..Faults::default() })
+        Injector::new(Faults {
+            rate,
+            seed,
+            kinds,
+            ..Faults::default()
+        })
     }
 
     #[test]

@@ -14,7 +14,9 @@ use base64::Engine as _;
 
 use super::faults::{Eligible, FaultKind};
 use super::http::{Body, Conn, Exchange, FramingError, HeadError, Response, Stream};
-use super::store::{self, hex_upper, percent_decode, valid_bucket, Digests, Hasher, ObjectMeta, PartMeta};
+use super::store::{
+    self, hex_upper, percent_decode, valid_bucket, Digests, Hasher, ObjectMeta, PartMeta,
+};
 use super::Shared;
 use crate::proto::sign::{self, uri_encode, Scheme, VerifyError};
 use crate::proto::{time, xml};
@@ -50,12 +52,29 @@ pub(crate) fn serve_connection(sh: &Shared, stream: Box<dyn Stream>) {
             Ok(None) | Err(HeadError::Io) => return,
             Err(HeadError::Bad(msg)) => {
                 let r = sh.error(&sh.request_id(), false, 400, "BadRequest", msg, &[]);
-                let _ = super::http::write_response(&mut conn, sh.finish(r, &sh.request_id()), false, false);
+                let _ = super::http::write_response(
+                    &mut conn,
+                    sh.finish(r, &sh.request_id()),
+                    false,
+                    false,
+                );
                 return;
             }
             Err(HeadError::TooLarge) => {
-                let r = sh.error(&sh.request_id(), false, 400, "RequestHeaderTooLarge", "request head too large", &[]);
-                let _ = super::http::write_response(&mut conn, sh.finish(r, &sh.request_id()), false, false);
+                let r = sh.error(
+                    &sh.request_id(),
+                    false,
+                    400,
+                    "RequestHeaderTooLarge",
+                    "request head too large",
+                    &[],
+                );
+                let _ = super::http::write_response(
+                    &mut conn,
+                    sh.finish(r, &sh.request_id()),
+                    false,
+                    false,
+                );
                 return;
             }
         };
@@ -66,10 +85,22 @@ pub(crate) fn serve_connection(sh: &Shared, stream: Box<dyn Stream>) {
             Ok(f) => f,
             Err(e) => {
                 let r = match e {
-                    FramingError::Bad => sh.error(&rid, head_req, 400, "InvalidArgument", "bad body framing", &[]),
-                    FramingError::Unsupported => {
-                        sh.error(&rid, head_req, 501, "NotImplemented", "transfer coding not supported", &[])
-                    }
+                    FramingError::Bad => sh.error(
+                        &rid,
+                        head_req,
+                        400,
+                        "InvalidArgument",
+                        "bad body framing",
+                        &[],
+                    ),
+                    FramingError::Unsupported => sh.error(
+                        &rid,
+                        head_req,
+                        501,
+                        "NotImplemented",
+                        "transfer coding not supported",
+                        &[],
+                    ),
                 };
                 let _ = super::http::write_response(&mut conn, sh.finish(r, &rid), false, head_req);
                 return;
@@ -83,8 +114,11 @@ pub(crate) fn serve_connection(sh: &Shared, stream: Box<dyn Stream>) {
             Outcome::Reply(resp) => {
                 let mut keep = client_keep && !sh.stopping();
                 if !ex.body_done() {
+                    // An unread body is drained after the answer (chunked ones too, up to the
+                    // limit), unless it is known to be too large or the client waits for
+                    // `100 Continue`: then the connection closes.
                     let left = ex.content_length().map(|n| n.saturating_sub(ex.received));
-                    if ex.awaiting_continue() || left.is_none_or(|l| l > DRAIN_LIMIT) {
+                    if ex.awaiting_continue() || left.is_some_and(|l| l > DRAIN_LIMIT) {
                         keep = false;
                     }
                 }
@@ -96,7 +130,9 @@ pub(crate) fn serve_connection(sh: &Shared, stream: Box<dyn Stream>) {
                 }
             }
         };
-        sh.counters.bytes_received.fetch_add(ex.received, Ordering::Relaxed);
+        sh.counters
+            .bytes_received
+            .fetch_add(ex.received, Ordering::Relaxed);
         if !keep_going {
             return;
         }
@@ -113,7 +149,10 @@ struct Target {
 
 impl Target {
     fn q(&self, name: &str) -> Option<&str> {
-        self.query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     fn has(&self, name: &str) -> bool {
@@ -135,9 +174,18 @@ fn parse_target(target: &str) -> Option<Target> {
     }
     let (b, k) = rest.split_once('/').unwrap_or((rest, ""));
     let bucket = percent_decode(b)?;
-    let key = if k.is_empty() { None } else { Some(percent_decode(k)?) };
+    let key = if k.is_empty() {
+        None
+    } else {
+        Some(percent_decode(k)?)
+    };
     let path = percent_decode(raw_path)?;
-    Some(Target { bucket, key, path, query })
+    Some(Target {
+        bucket,
+        key,
+        path,
+        query,
+    })
 }
 
 /// Handles one request whose head has been read.
@@ -148,23 +196,43 @@ fn handle(sh: &Shared, ex: &mut Exchange<'_>, rid: &str) -> Outcome {
     if raw_path == "/_ossup/stats" && (method == "GET" || head_req) {
         let body = sh.stats_json().into_bytes();
         return Outcome::Reply(
-            Response::new(200).header("Content-Type", "application/json").body(Body::Bytes(body)),
+            Response::new(200)
+                .header("Content-Type", "application/json")
+                .body(Body::Bytes(body)),
         );
     }
     let Some(t) = parse_target(&ex.head.target) else {
-        return Outcome::Reply(sh.error(rid, head_req, 400, "InvalidURI", "could not parse the request URI", &[]));
+        return Outcome::Reply(sh.error(
+            rid,
+            head_req,
+            400,
+            "InvalidURI",
+            "could not parse the request URI",
+            &[],
+        ));
     };
     if let Err(resp) = authenticate(sh, ex, rid, &t) {
         return Outcome::Reply(*resp);
     }
     if t.bucket.is_empty() {
-        return Outcome::Reply(sh.error(rid, head_req, 501, "NotImplemented", "service-level requests are not supported", &[]));
+        return Outcome::Reply(sh.error(
+            rid,
+            head_req,
+            501,
+            "NotImplemented",
+            "service-level requests are not supported",
+            &[],
+        ));
     }
     if !valid_bucket(&t.bucket) {
-        return Outcome::Reply(sh.error(rid, head_req, 400, "InvalidBucketName", "the bucket name is not valid", &[(
-            "BucketName",
-            t.bucket.clone(),
-        )]));
+        return Outcome::Reply(sh.error(
+            rid,
+            head_req,
+            400,
+            "InvalidBucketName",
+            "the bucket name is not valid",
+            &[("BucketName", t.bucket.clone())],
+        ));
     }
     if method == "PUT" && t.key.is_none() && t.query.is_empty() {
         return Outcome::Reply(match sh.store.create_bucket(&t.bucket) {
@@ -173,21 +241,39 @@ fn handle(sh: &Shared, ex: &mut Exchange<'_>, rid: &str) -> Outcome {
         });
     }
     if !sh.store.bucket_exists(&t.bucket) {
-        return Outcome::Reply(sh.error(rid, head_req, 404, "NoSuchBucket", "the specified bucket does not exist", &[(
-            "BucketName",
-            t.bucket.clone(),
-        )]));
+        return Outcome::Reply(sh.error(
+            rid,
+            head_req,
+            404,
+            "NoSuchBucket",
+            "the specified bucket does not exist",
+            &[("BucketName", t.bucket.clone())],
+        ));
     }
     let Some(key) = t.key.clone() else {
         return Outcome::Reply(match method.as_str() {
             "GET" if t.has("uploads") => list_uploads(sh, rid, &t),
             "GET" => list_objects(sh, rid, &t),
             "HEAD" => Response::new(200),
-            _ => sh.error(rid, head_req, 501, "NotImplemented", "this bucket operation is not supported", &[]),
+            _ => sh.error(
+                rid,
+                head_req,
+                501,
+                "NotImplemented",
+                "this bucket operation is not supported",
+                &[],
+            ),
         });
     };
     if key.len() > MAX_KEY || key.starts_with('/') || key.starts_with('\\') {
-        return Outcome::Reply(sh.error(rid, head_req, 400, "InvalidObjectName", "the object name is not valid", &[]));
+        return Outcome::Reply(sh.error(
+            rid,
+            head_req,
+            400,
+            "InvalidObjectName",
+            "the object name is not valid",
+            &[],
+        ));
     }
     let op = match (method.as_str(), t.has("uploadId")) {
         ("PUT", true) if t.has("partNumber") => Op::UploadPart,
@@ -200,7 +286,14 @@ fn handle(sh: &Shared, ex: &mut Exchange<'_>, rid: &str) -> Outcome {
         ("DELETE", true) => Op::Abort,
         ("DELETE", false) => Op::Delete,
         _ => {
-            return Outcome::Reply(sh.error(rid, head_req, 501, "NotImplemented", "this operation is not supported", &[]));
+            return Outcome::Reply(sh.error(
+                rid,
+                head_req,
+                501,
+                "NotImplemented",
+                "this operation is not supported",
+                &[],
+            ));
         }
     };
     let eligible = match op {
@@ -217,7 +310,14 @@ fn handle(sh: &Shared, ex: &mut Exchange<'_>, rid: &str) -> Outcome {
     }
     match fault {
         Some(FaultKind::Status503) => {
-            return Outcome::Reply(sh.error(rid, head_req, 503, "ServiceUnavailable", "Please reduce your request rate. (injected)", &[]));
+            return Outcome::Reply(sh.error(
+                rid,
+                head_req,
+                503,
+                "ServiceUnavailable",
+                "Please reduce your request rate. (injected)",
+                &[],
+            ));
         }
         Some(FaultKind::ResetMidBody) => {
             let mut left = sh.faults.cfg().reset_after_bytes;
@@ -280,13 +380,24 @@ enum Op {
 fn copy_or_subresource(ex: &Exchange<'_>, t: &Target) -> bool {
     ex.head.header("x-oss-copy-source").is_some()
         || ex.head.header("x-amz-copy-source").is_some()
-        || t.query.iter().any(|(k, _)| !k.starts_with("x-oss-") && !k.starts_with("x-amz-") && !k.starts_with("X-Amz-"))
+        || t.query.iter().any(|(k, _)| {
+            !k.starts_with("x-oss-") && !k.starts_with("x-amz-") && !k.starts_with("X-Amz-")
+        })
 }
 
-fn authenticate(sh: &Shared, ex: &Exchange<'_>, rid: &str, t: &Target) -> Result<(), Box<Response>> {
-    let Some(creds) = &sh.opts.credentials else { return Ok(()) };
+fn authenticate(
+    sh: &Shared,
+    ex: &Exchange<'_>,
+    rid: &str,
+    t: &Target,
+) -> Result<(), Box<Response>> {
+    let Some(creds) = &sh.opts.credentials else {
+        return Ok(());
+    };
     let head_req = ex.head.method == "HEAD";
-    let deny = |code: &str, msg: &str, extra: &[(&str, String)]| Box::new(sh.error(rid, head_req, 403, code, msg, extra));
+    let deny = |code: &str, msg: &str, extra: &[(&str, String)]| {
+        Box::new(sh.error(rid, head_req, 403, code, msg, extra))
+    };
     let presigned = if t.has("x-oss-signature") {
         Some(Scheme::OssV4)
     } else if t.has("X-Amz-Signature") {
@@ -299,14 +410,24 @@ fn authenticate(sh: &Shared, ex: &Exchange<'_>, rid: &str, t: &Target) -> Result
         match presigned {
             Some(s) => s,
             None if sh.opts.allow_anonymous => return Ok(()),
-            None => return Err(deny("AccessDenied", "AccessDenied: anonymous access is forbidden", &[])),
+            None => {
+                return Err(deny(
+                    "AccessDenied",
+                    "AccessDenied: anonymous access is forbidden",
+                    &[],
+                ))
+            }
         }
     } else if auth.starts_with("OSS4-HMAC-SHA256") {
         Scheme::OssV4
     } else if auth.starts_with("AWS4-HMAC-SHA256") {
         Scheme::S3V4
     } else {
-        return Err(deny("AccessDenied", "unsupported Authorization scheme: use OSS4-HMAC-SHA256 or AWS4-HMAC-SHA256", &[]));
+        return Err(deny(
+            "AccessDenied",
+            "unsupported Authorization scheme: use OSS4-HMAC-SHA256 or AWS4-HMAC-SHA256",
+            &[],
+        ));
     };
     let now = sh.now();
     let r = sign::verify(
@@ -323,7 +444,11 @@ fn authenticate(sh: &Shared, ex: &Exchange<'_>, rid: &str, t: &Target) -> Result
     );
     match r {
         Ok(()) => Ok(()),
-        Err(VerifyError::Malformed(what)) => Err(deny("AccessDenied", &format!("malformed authorization: {what}"), &[])),
+        Err(VerifyError::Malformed(what)) => Err(deny(
+            "AccessDenied",
+            &format!("malformed authorization: {what}"),
+            &[],
+        )),
         Err(VerifyError::UnknownAccessKey) => Err(deny(
             "InvalidAccessKeyId",
             "The OSS Access Key Id you provided does not exist in our records.",
@@ -341,14 +466,21 @@ fn authenticate(sh: &Shared, ex: &Exchange<'_>, rid: &str, t: &Target) -> Result
         Err(VerifyError::Mismatch { string_to_sign }) => Err(deny(
             "SignatureDoesNotMatch",
             "The request signature we calculated does not match the signature you provided.",
-            &[("StringToSign", string_to_sign), ("OSSAccessKeyId", auth_access_key(auth))],
+            &[
+                ("StringToSign", string_to_sign),
+                ("OSSAccessKeyId", auth_access_key(auth)),
+            ],
         )),
     }
 }
 
 /// The access key id in an Authorization value (for error documents), or empty.
 fn auth_access_key(auth: &str) -> String {
-    auth.split("Credential=").nth(1).and_then(|c| c.split('/').next()).unwrap_or("").to_string()
+    auth.split("Credential=")
+        .nth(1)
+        .and_then(|c| c.split('/').next())
+        .unwrap_or("")
+        .to_string()
 }
 
 /// Unix seconds as `2026-11-25T02:11:13.000Z` (ISO-8601 extended, milliseconds).
@@ -359,7 +491,15 @@ pub(crate) fn iso_ms(unix: i64) -> String {
         return b;
     }
     let s = |r: std::ops::Range<usize>| c[r].iter().collect::<String>();
-    format!("{}-{}-{}T{}:{}:{}.000Z", s(0..4), s(4..6), s(6..8), s(9..11), s(11..13), s(13..15))
+    format!(
+        "{}-{}-{}T{}:{}:{}.000Z",
+        s(0..4),
+        s(4..6),
+        s(6..8),
+        s(9..11),
+        s(11..13),
+        s(13..15)
+    )
 }
 
 /// Why a body could not be stored.
@@ -373,7 +513,11 @@ enum RecvError {
 /// Streams the request body into `file`, hashing it on the way.
 fn receive(ex: &mut Exchange<'_>, file: &mut File) -> Result<Digests, RecvError> {
     let mut buf = vec![0u8; 64 * 1024];
-    let mut h = Hasher::new();
+    let mut h = if expected_sha256(ex).is_some() {
+        Hasher::with_sha256()
+    } else {
+        Hasher::new()
+    };
     loop {
         let n = ex.read_body(&mut buf).map_err(|_| RecvError::Client)?;
         if n == 0 {
@@ -386,16 +530,56 @@ fn receive(ex: &mut Exchange<'_>, file: &mut File) -> Result<Digests, RecvError>
     Ok(h.finish())
 }
 
-/// Checks a `Content-MD5` header against the received digest.
-fn md5_ok(ex: &Exchange<'_>, d: &Digests) -> bool {
-    match ex.head.header("content-md5") {
+/// The hex SHA-256 an S3 client declared for the body (`x-amz-content-sha256`), if it is
+/// one (and not `UNSIGNED-PAYLOAD` or a streaming marker).
+fn expected_sha256(ex: &Exchange<'_>) -> Option<String> {
+    let v = ex.head.header("x-amz-content-sha256")?.trim();
+    (v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit())).then(|| v.to_ascii_uppercase())
+}
+
+/// Checks `Content-MD5` and an S3 payload hash against the received digests; the error
+/// answer if one does not match.
+fn body_checks(
+    sh: &Shared,
+    ex: &Exchange<'_>,
+    rid: &str,
+    d: &Digests,
+) -> Result<(), Box<Response>> {
+    let md5_ok = match ex.head.header("content-md5") {
         None => true,
-        Some(v) => base64::engine::general_purpose::STANDARD.decode(v.trim()).is_ok_and(|b| b == d.md5),
+        Some(v) => base64::engine::general_purpose::STANDARD
+            .decode(v.trim())
+            .is_ok_and(|b| b == d.md5),
+    };
+    if !md5_ok {
+        return Err(Box::new(sh.error(
+            rid,
+            false,
+            400,
+            "InvalidDigest",
+            "The Content-MD5 you specified is not valid.",
+            &[],
+        )));
     }
+    if let (Some(want), Some(got)) = (expected_sha256(ex), d.sha256) {
+        if want != hex_upper(&got) {
+            return Err(Box::new(sh.error(
+                rid,
+                false,
+                400,
+                "XAmzContentSHA256Mismatch",
+                "The provided 'x-amz-content-sha256' header does not match what was computed.",
+                &[],
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn forbid_overwrite(ex: &Exchange<'_>) -> bool {
-    ex.head.header("x-oss-forbid-overwrite").is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    ex.head
+        .header("x-oss-forbid-overwrite")
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"))
 }
 
 fn object_exists(sh: &Shared, bucket: &str, key: &str) -> bool {
@@ -404,7 +588,14 @@ fn object_exists(sh: &Shared, bucket: &str, key: &str) -> bool {
 
 fn put_object(sh: &Shared, ex: &mut Exchange<'_>, rid: &str, t: &Target, key: &str) -> Outcome {
     if forbid_overwrite(ex) && object_exists(sh, &t.bucket, key) {
-        return Outcome::Reply(sh.error(rid, false, 409, "FileAlreadyExists", "The object you specified already exists and can not be overwritten.", &[]));
+        return Outcome::Reply(sh.error(
+            rid,
+            false,
+            409,
+            "FileAlreadyExists",
+            "The object you specified already exists and can not be overwritten.",
+            &[],
+        ));
     }
     let (tmp, mut file) = match sh.store.temp_file() {
         Ok(x) => x,
@@ -422,9 +613,9 @@ fn put_object(sh: &Shared, ex: &mut Exchange<'_>, rid: &str, t: &Target, key: &s
         }
     };
     drop(file);
-    if !md5_ok(ex, &d) {
+    if let Err(r) = body_checks(sh, ex, rid, &d) {
         let _ = fs::remove_file(&tmp);
-        return Outcome::Reply(sh.error(rid, false, 400, "InvalidDigest", "The Content-MD5 you specified is not valid.", &[]));
+        return Outcome::Reply(*r);
     }
     let meta = ObjectMeta {
         key: key.to_string(),
@@ -444,13 +635,22 @@ fn put_object(sh: &Shared, ex: &mut Exchange<'_>, rid: &str, t: &Target, key: &s
 
 fn digest_headers(r: Response, d: &Digests) -> Response {
     r.header("ETag", format!("\"{}\"", hex_upper(&d.md5)))
-        .header("Content-MD5", base64::engine::general_purpose::STANDARD.encode(d.md5))
+        .header(
+            "Content-MD5",
+            base64::engine::general_purpose::STANDARD.encode(d.md5),
+        )
         .header("x-oss-hash-crc64ecma", d.crc.to_string())
 }
 
 /// Looks up upload `id` and checks it belongs to `bucket`/`key`; the NoSuchUpload answer
 /// otherwise.
-fn find_upload(sh: &Shared, rid: &str, t: &Target, key: &str, head_req: bool) -> Result<store::UploadInfo, Box<Response>> {
+fn find_upload(
+    sh: &Shared,
+    rid: &str,
+    t: &Target,
+    key: &str,
+    head_req: bool,
+) -> Result<store::UploadInfo, Box<Response>> {
     let id = t.q("uploadId").unwrap_or("");
     match sh.store.upload(id) {
         Ok(Some(u)) if u.bucket == t.bucket && u.key == key => Ok(u),
@@ -463,10 +663,17 @@ fn upload_part(sh: &Shared, ex: &mut Exchange<'_>, rid: &str, t: &Target, key: &
     let n = match t.q("partNumber").and_then(|v| v.parse::<u32>().ok()) {
         Some(n) if (1..=MAX_PARTS).contains(&n) => n,
         _ => {
-            return Outcome::Reply(sh.error(rid, false, 400, "InvalidArgument", "Part number must be an integer between 1 and 10000, inclusive.", &[
-                ("ArgumentName", "partNumber".to_string()),
-                ("ArgumentValue", t.q("partNumber").unwrap_or("").to_string()),
-            ]));
+            return Outcome::Reply(sh.error(
+                rid,
+                false,
+                400,
+                "InvalidArgument",
+                "Part number must be an integer between 1 and 10000, inclusive.",
+                &[
+                    ("ArgumentName", "partNumber".to_string()),
+                    ("ArgumentValue", t.q("partNumber").unwrap_or("").to_string()),
+                ],
+            ));
         }
     };
     let up = match find_upload(sh, rid, t, key, false) {
@@ -492,11 +699,18 @@ fn upload_part(sh: &Shared, ex: &mut Exchange<'_>, rid: &str, t: &Target, key: &
         }
     };
     drop(file);
-    if !md5_ok(ex, &d) {
+    if let Err(r) = body_checks(sh, ex, rid, &d) {
         let _ = fs::remove_file(&path);
-        return Outcome::Reply(sh.error(rid, false, 400, "InvalidDigest", "The Content-MD5 you specified is not valid.", &[]));
+        return Outcome::Reply(*r);
     }
-    let part = PartMeta { n, file: name, size: d.size, etag: hex_upper(&d.md5), crc: d.crc, mtime: sh.now() };
+    let part = PartMeta {
+        n,
+        file: name,
+        size: d.size,
+        etag: hex_upper(&d.md5),
+        crc: d.crc,
+        mtime: sh.now(),
+    };
     let lock = sh.store.upload_lock(&up.id);
     let committed = {
         let _g = lock.lock().unwrap_or_else(|e| e.into_inner());
@@ -518,7 +732,9 @@ fn xml_doc(body: String) -> Response {
     let mut s = String::with_capacity(body.len() + 40);
     s.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     s.push_str(&body);
-    Response::new(200).header("Content-Type", "application/xml").body(Body::Bytes(s.into_bytes()))
+    Response::new(200)
+        .header("Content-Type", "application/xml")
+        .body(Body::Bytes(s.into_bytes()))
 }
 
 /// Appends `<name>escaped value</name>`.
@@ -565,8 +781,18 @@ fn list_parts(sh: &Shared, rid: &str, t: &Target, key: &str) -> Response {
         Ok(u) => u,
         Err(r) => return *r,
     };
-    let (Ok(max), Ok(marker)) = (parse_u32_param(t, "max-parts", 1000), parse_u32_param(t, "part-number-marker", 0)) else {
-        return sh.error(rid, false, 400, "InvalidArgument", "max-parts and part-number-marker must be integers", &[]);
+    let (Ok(max), Ok(marker)) = (
+        parse_u32_param(t, "max-parts", 1000),
+        parse_u32_param(t, "part-number-marker", 0),
+    ) else {
+        return sh.error(
+            rid,
+            false,
+            400,
+            "InvalidArgument",
+            "max-parts and part-number-marker must be integers",
+            &[],
+        );
     };
     let max = max.clamp(1, 1000) as usize;
     let parts = match sh.store.parts(&up.id) {
@@ -585,7 +811,11 @@ fn list_parts(sh: &Shared, rid: &str, t: &Target, key: &str) -> Response {
     el(&mut b, "PartNumberMarker", &marker.to_string());
     el(&mut b, "NextPartNumberMarker", &next.to_string());
     el(&mut b, "MaxParts", &max.to_string());
-    el(&mut b, "IsTruncated", if truncated { "true" } else { "false" });
+    el(
+        &mut b,
+        "IsTruncated",
+        if truncated { "true" } else { "false" },
+    );
     if t.url_keys() {
         el(&mut b, "EncodingType", "url");
     }
@@ -691,22 +921,39 @@ fn complete(sh: &Shared, ex: &mut Exchange<'_>, rid: &str, t: &Target, key: &str
         Ok(u) => u,
         Err(r) => return Outcome::Reply(*r),
     };
-    let all = ex.head.header("x-oss-complete-all").is_some_and(|v| v.eq_ignore_ascii_case("yes"));
+    let all = ex
+        .head
+        .header("x-oss-complete-all")
+        .is_some_and(|v| v.eq_ignore_ascii_case("yes"));
     let body = match read_small_body(ex, MAX_COMPLETE_BODY) {
         Ok(b) => b,
-        Err(true) => return Outcome::Reply(sh.error(rid, false, 400, "MalformedXML", "the XML body is too large", &[])),
+        Err(true) => {
+            return Outcome::Reply(sh.error(
+                rid,
+                false,
+                400,
+                "MalformedXML",
+                "the XML body is too large",
+                &[],
+            ))
+        }
         Err(false) => return Outcome::Close,
     };
-    if !md5_ok(ex, &{
-        let mut h = Hasher::new();
-        h.update(&body);
-        h.finish()
-    }) {
-        return Outcome::Reply(sh.error(rid, false, 400, "InvalidDigest", "The Content-MD5 you specified is not valid.", &[]));
+    let mut h = Hasher::with_sha256();
+    h.update(&body);
+    if let Err(r) = body_checks(sh, ex, rid, &h.finish()) {
+        return Outcome::Reply(*r);
     }
     let listed = if all {
         if !body.iter().all(u8::is_ascii_whitespace) {
-            return Outcome::Reply(sh.error(rid, false, 400, "InvalidArgument", "x-oss-complete-all: yes does not allow a body", &[]));
+            return Outcome::Reply(sh.error(
+                rid,
+                false,
+                400,
+                "InvalidArgument",
+                "x-oss-complete-all: yes does not allow a body",
+                &[],
+            ));
         }
         None
     } else {
@@ -731,7 +978,14 @@ fn complete(sh: &Shared, ex: &mut Exchange<'_>, rid: &str, t: &Target, key: &str
     let chosen: Vec<PartMeta> = match listed {
         None => {
             if stored.is_empty() {
-                return Outcome::Reply(sh.error(rid, false, 400, "InvalidPart", "the upload has no parts", &[]));
+                return Outcome::Reply(sh.error(
+                    rid,
+                    false,
+                    400,
+                    "InvalidPart",
+                    "the upload has no parts",
+                    &[],
+                ));
             }
             stored
         }
@@ -754,17 +1008,41 @@ fn complete(sh: &Shared, ex: &mut Exchange<'_>, rid: &str, t: &Target, key: &str
             chosen
         }
     };
-    if let Some(p) = chosen[..chosen.len() - 1].iter().find(|p| p.size < MIN_PART) {
-        return Outcome::Reply(sh.error(rid, false, 400, "EntityTooSmall", "Your proposed upload is smaller than the minimum allowed size.", &[
-            ("PartNumber", p.n.to_string()),
-            ("ProposedSize", p.size.to_string()),
-            ("MinSizeAllowed", MIN_PART.to_string()),
-        ]));
+    if let Some(p) = chosen[..chosen.len() - 1]
+        .iter()
+        .find(|p| p.size < MIN_PART)
+    {
+        return Outcome::Reply(sh.error(
+            rid,
+            false,
+            400,
+            "EntityTooSmall",
+            "Your proposed upload is smaller than the minimum allowed size.",
+            &[
+                ("PartNumber", p.n.to_string()),
+                ("ProposedSize", p.size.to_string()),
+                ("MinSizeAllowed", MIN_PART.to_string()),
+            ],
+        ));
     }
     if forbid_overwrite(ex) && object_exists(sh, &t.bucket, key) {
-        return Outcome::Reply(sh.error(rid, false, 409, "FileAlreadyExists", "The object you specified already exists and can not be overwritten.", &[]));
+        return Outcome::Reply(sh.error(
+            rid,
+            false,
+            409,
+            "FileAlreadyExists",
+            "The object you specified already exists and can not be overwritten.",
+            &[],
+        ));
     }
-    let meta = match sh.store.assemble(&up.id, &t.bucket, key, &chosen, sh.now(), up.content_type.clone()) {
+    let meta = match sh.store.assemble(
+        &up.id,
+        &t.bucket,
+        key,
+        &chosen,
+        sh.now(),
+        up.content_type.clone(),
+    ) {
         Ok(m) => m,
         Err(e) => return Outcome::Reply(sh.internal(rid, false, &e)),
     };
@@ -777,7 +1055,11 @@ fn complete(sh: &Shared, ex: &mut Exchange<'_>, rid: &str, t: &Target, key: &str
     if t.url_keys() {
         el(&mut b, "EncodingType", "url");
     }
-    el(&mut b, "Location", &format!("{}/{}/{}", sh.base_url, t.bucket, uri_encode(key, true)));
+    el(
+        &mut b,
+        "Location",
+        &format!("{}/{}/{}", sh.base_url, t.bucket, uri_encode(key, true)),
+    );
     el(&mut b, "Bucket", &t.bucket);
     el(&mut b, "Key", &key_out(t, key));
     el(&mut b, "ETag", &format!("\"{}\"", meta.etag));
@@ -812,7 +1094,14 @@ fn list_uploads(sh: &Shared, rid: &str, t: &Target) -> Response {
     let key_marker = t.q("key-marker").unwrap_or("");
     let id_marker = t.q("upload-id-marker").unwrap_or("");
     let Ok(max) = parse_u32_param(t, "max-uploads", 1000) else {
-        return sh.error(rid, false, 400, "InvalidArgument", "max-uploads must be an integer", &[]);
+        return sh.error(
+            rid,
+            false,
+            400,
+            "InvalidArgument",
+            "max-uploads must be an integer",
+            &[],
+        );
     };
     let max = max.clamp(1, 1000) as usize;
     let mut ups = match sh.store.uploads() {
@@ -836,12 +1125,24 @@ fn list_uploads(sh: &Shared, rid: &str, t: &Target) -> Response {
     el(&mut b, "Bucket", &t.bucket);
     el(&mut b, "KeyMarker", &key_out(t, key_marker));
     el(&mut b, "UploadIdMarker", id_marker);
-    el(&mut b, "NextKeyMarker", &ups.last().map(|u| key_out(t, &u.key)).unwrap_or_default());
-    el(&mut b, "NextUploadIdMarker", ups.last().map(|u| u.id.as_str()).unwrap_or(""));
+    el(
+        &mut b,
+        "NextKeyMarker",
+        &ups.last().map(|u| key_out(t, &u.key)).unwrap_or_default(),
+    );
+    el(
+        &mut b,
+        "NextUploadIdMarker",
+        ups.last().map(|u| u.id.as_str()).unwrap_or(""),
+    );
     el(&mut b, "Delimiter", t.q("delimiter").unwrap_or(""));
     el(&mut b, "Prefix", &key_out(t, prefix));
     el(&mut b, "MaxUploads", &max.to_string());
-    el(&mut b, "IsTruncated", if truncated { "true" } else { "false" });
+    el(
+        &mut b,
+        "IsTruncated",
+        if truncated { "true" } else { "false" },
+    );
     if t.url_keys() {
         el(&mut b, "EncodingType", "url");
     }
@@ -863,12 +1164,22 @@ fn list_objects(sh: &Shared, rid: &str, t: &Target) -> Response {
     let v2 = t.q("list-type") == Some("2");
     let prefix = t.q("prefix").unwrap_or("");
     let marker = if v2 {
-        t.q("continuation-token").filter(|s| !s.is_empty()).or(t.q("start-after")).unwrap_or("")
+        t.q("continuation-token")
+            .filter(|s| !s.is_empty())
+            .or(t.q("start-after"))
+            .unwrap_or("")
     } else {
         t.q("marker").unwrap_or("")
     };
     let Ok(max) = parse_u32_param(t, "max-keys", 100) else {
-        return sh.error(rid, false, 400, "InvalidArgument", "max-keys must be an integer", &[]);
+        return sh.error(
+            rid,
+            false,
+            400,
+            "InvalidArgument",
+            "max-keys must be an integer",
+            &[],
+        );
     };
     let max = max.min(1000) as usize;
     let mut objs = match sh.store.list_objects(&t.bucket) {
@@ -882,7 +1193,11 @@ fn list_objects(sh: &Shared, rid: &str, t: &Target) -> Response {
     el(&mut b, "Name", &t.bucket);
     el(&mut b, "Prefix", &key_out(t, prefix));
     el(&mut b, "MaxKeys", &max.to_string());
-    el(&mut b, "IsTruncated", if truncated { "true" } else { "false" });
+    el(
+        &mut b,
+        "IsTruncated",
+        if truncated { "true" } else { "false" },
+    );
     let next = objs.last().map(|o| o.key.clone()).unwrap_or_default();
     if v2 {
         el(&mut b, "KeyCount", &objs.len().to_string());
@@ -906,7 +1221,15 @@ fn list_objects(sh: &Shared, rid: &str, t: &Target) -> Response {
         el(&mut b, "Key", &key_out(t, &o.key));
         el(&mut b, "LastModified", &iso_ms(o.mtime));
         el(&mut b, "ETag", &format!("\"{}\"", o.etag));
-        el(&mut b, "Type", if o.etag.contains('-') { "Multipart" } else { "Normal" });
+        el(
+            &mut b,
+            "Type",
+            if o.etag.contains('-') {
+                "Multipart"
+            } else {
+                "Normal"
+            },
+        );
         el(&mut b, "Size", &o.size.to_string());
         el(&mut b, "StorageClass", "Standard");
         b.push_str("</Contents>");
@@ -918,20 +1241,28 @@ fn list_objects(sh: &Shared, rid: &str, t: &Target) -> Response {
 /// Parses a single `bytes=a-b` / `bytes=a-` / `bytes=-n` range against `size`.
 /// `Ok(None)`: no (usable) range, serve everything; `Err(())`: unsatisfiable.
 fn parse_range(v: &str, size: u64) -> Result<Option<(u64, u64)>, ()> {
-    let Some(spec) = v.trim().strip_prefix("bytes=") else { return Ok(None) };
+    let Some(spec) = v.trim().strip_prefix("bytes=") else {
+        return Ok(None);
+    };
     if spec.contains(',') {
         return Ok(None);
     }
-    let Some((a, b)) = spec.split_once('-') else { return Ok(None) };
+    let Some((a, b)) = spec.split_once('-') else {
+        return Ok(None);
+    };
     let (a, b) = (a.trim(), b.trim());
     let (start, end) = if a.is_empty() {
-        let Ok(n) = b.parse::<u64>() else { return Ok(None) };
+        let Ok(n) = b.parse::<u64>() else {
+            return Ok(None);
+        };
         if n == 0 {
             return Err(());
         }
         (size.saturating_sub(n), size.saturating_sub(1))
     } else {
-        let Ok(s) = a.parse::<u64>() else { return Ok(None) };
+        let Ok(s) = a.parse::<u64>() else {
+            return Ok(None);
+        };
         let e = if b.is_empty() {
             size.saturating_sub(1)
         } else {
@@ -953,23 +1284,49 @@ fn get_object(sh: &Shared, ex: &Exchange<'_>, rid: &str, t: &Target, key: &str) 
     let (meta, mut f) = match sh.store.open_object(&t.bucket, key) {
         Ok(Some(x)) => x,
         Ok(None) => {
-            return sh.error(rid, head_req, 404, "NoSuchKey", "The specified key does not exist.", &[("Key", key.to_string())]);
+            return sh.error(
+                rid,
+                head_req,
+                404,
+                "NoSuchKey",
+                "The specified key does not exist.",
+                &[("Key", key.to_string())],
+            );
         }
         Err(e) => return sh.internal(rid, head_req, &e),
     };
     let mut r = Response::new(200)
-        .header("Content-Type", meta.content_type.clone().unwrap_or_else(|| "application/octet-stream".into()))
+        .header(
+            "Content-Type",
+            meta.content_type
+                .clone()
+                .unwrap_or_else(|| "application/octet-stream".into()),
+        )
         .header("ETag", format!("\"{}\"", meta.etag))
         .header("Last-Modified", time::rfc1123(meta.mtime))
         .header("Accept-Ranges", "bytes")
-        .header("x-oss-object-type", if meta.etag.contains('-') { "Multipart" } else { "Normal" })
+        .header(
+            "x-oss-object-type",
+            if meta.etag.contains('-') {
+                "Multipart"
+            } else {
+                "Normal"
+            },
+        )
         .header("x-oss-hash-crc64ecma", meta.crc.to_string());
     let range = match ex.head.header("range").map(|v| parse_range(v, meta.size)) {
         None | Some(Ok(None)) => None,
         Some(Ok(Some(r))) => Some(r),
         Some(Err(())) => {
             return sh
-                .error(rid, head_req, 416, "InvalidRange", "The requested range is not satisfiable", &[])
+                .error(
+                    rid,
+                    head_req,
+                    416,
+                    "InvalidRange",
+                    "The requested range is not satisfiable",
+                    &[],
+                )
                 .header("Content-Range", format!("bytes */{}", meta.size));
         }
     };
@@ -994,7 +1351,11 @@ impl Shared {
     /// A new request id.
     pub(crate) fn request_id(&self) -> String {
         let n = self.req_seq.fetch_add(1, Ordering::Relaxed);
-        format!("{:016X}{:08X}", super::faults::splitmix(self.req_seed ^ n), n as u32)
+        format!(
+            "{:016X}{:08X}",
+            super::faults::splitmix(self.req_seed ^ n),
+            n as u32
+        )
     }
 
     /// Adds the headers every response carries.
@@ -1031,14 +1392,24 @@ impl Shared {
         b.push_str("</Error>\n");
         let r = Response::new(status).header("Content-Type", "application/xml");
         if head_req {
-            r.header("x-oss-err", base64::engine::general_purpose::STANDARD.encode(b.as_bytes()))
+            r.header(
+                "x-oss-err",
+                base64::engine::general_purpose::STANDARD.encode(b.as_bytes()),
+            )
         } else {
             r.body(Body::Bytes(b.into_bytes()))
         }
     }
 
     fn internal(&self, rid: &str, head_req: bool, e: &std::io::Error) -> Response {
-        self.error(rid, head_req, 500, "InternalError", &format!("ossup serve: {e}"), &[])
+        self.error(
+            rid,
+            head_req,
+            500,
+            "InternalError",
+            &format!("ossup serve: {e}"),
+            &[],
+        )
     }
 
     fn no_such_upload(&self, rid: &str, head_req: bool, id: &str) -> Response {
@@ -1061,11 +1432,20 @@ mod tests {
     fn complete_body_parsing() {
         let body = br#"<?xml version="1.0"?><CompleteMultipartUpload xmlns="x"><Part><PartNumber>1</PartNumber><ETag>&quot;AB&quot;</ETag></Part>
             <Part> <ETag>"cd"</ETag><PartNumber> 3 </PartNumber></Part></CompleteMultipartUpload>"#;
-        assert_eq!(parse_complete_body(body), Some(vec![(1, "\"AB\"".into()), (3, "\"cd\"".into())]));
+        assert_eq!(
+            parse_complete_body(body),
+            Some(vec![(1, "\"AB\"".into()), (3, "\"cd\"".into())])
+        );
         assert_eq!(parse_complete_body(b"<Other/>"), None);
         assert_eq!(parse_complete_body(b"<CompleteMultipartUpload><Part><PartNumber>x</PartNumber><ETag>a</ETag></Part></CompleteMultipartUpload>"), None);
-        assert_eq!(parse_complete_body(b"<CompleteMultipartUpload><Part><PartNumber>1</PartNumber>"), None);
-        assert_eq!(unescape("a&amp;b&#65;&#x42;&lt;").as_deref(), Some("a&bAB<"));
+        assert_eq!(
+            parse_complete_body(b"<CompleteMultipartUpload><Part><PartNumber>1</PartNumber>"),
+            None
+        );
+        assert_eq!(
+            unescape("a&amp;b&#65;&#x42;&lt;").as_deref(),
+            Some("a&bAB<")
+        );
         assert_eq!(unescape("a&bogus;"), None);
         assert_eq!(norm_etag("\"abC\""), "ABC");
     }

@@ -57,7 +57,10 @@ pub(crate) struct ReqHead {
 impl ReqHead {
     /// First value of header `name` (case-insensitive).
     pub(crate) fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     /// Whether the client wants the connection kept open after this exchange.
@@ -73,7 +76,8 @@ impl ReqHead {
 
     /// Whether the client sent `Expect: 100-continue`.
     pub(crate) fn expects_continue(&self) -> bool {
-        self.header("expect").is_some_and(|v| v.trim().eq_ignore_ascii_case("100-continue"))
+        self.header("expect")
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("100-continue"))
     }
 
     /// The body framing the head announces.
@@ -129,7 +133,12 @@ pub(crate) enum FramingError {
 impl Conn {
     /// Wraps a stream.
     pub(crate) fn new(s: Box<dyn Stream>) -> Conn {
-        Conn { s, buf: vec![0; BUF], start: 0, end: 0 }
+        Conn {
+            s,
+            buf: vec![0; BUF],
+            start: 0,
+            end: 0,
+        }
     }
 
     fn buffered(&self) -> &[u8] {
@@ -171,7 +180,11 @@ impl Conn {
     pub(crate) fn read_head(&mut self) -> Result<Option<ReqHead>, HeadError> {
         loop {
             // Tolerate stray CRLFs between requests (RFC 9112 §2.2).
-            let skip = self.buffered().iter().take_while(|&&b| b == b'\r' || b == b'\n').count();
+            let skip = self
+                .buffered()
+                .iter()
+                .take_while(|&&b| b == b'\r' || b == b'\n')
+                .count();
             self.consume(skip);
             if !self.buffered().is_empty() {
                 let mut hs = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -266,10 +279,16 @@ fn to_head(req: &httparse::Request<'_, '_>) -> Result<ReqHead, HeadError> {
     let http10 = req.version == Some(0);
     let mut headers = Vec::with_capacity(req.headers.len());
     for h in req.headers.iter() {
-        let v = std::str::from_utf8(h.value).map_err(|_| HeadError::Bad("header value is not UTF-8"))?;
+        let v = std::str::from_utf8(h.value)
+            .map_err(|_| HeadError::Bad("header value is not UTF-8"))?;
         headers.push((h.name.to_string(), v.trim().to_string()));
     }
-    Ok(ReqHead { method, target, http10, headers })
+    Ok(ReqHead {
+        method,
+        target,
+        http10,
+        headers,
+    })
 }
 
 /// Where a body read stands.
@@ -306,7 +325,14 @@ impl<'c> Exchange<'c> {
             Framing::Chunked => BodyState::ChunkSize,
         };
         let expect_continue = head.expects_continue() && !head.http10;
-        Exchange { conn, head, state, expect_continue, continue_sent: false, received: 0 }
+        Exchange {
+            conn,
+            head,
+            state,
+            expect_continue,
+            continue_sent: false,
+            received: 0,
+        }
     }
 
     /// The announced body length, if known (`None` for chunked).
@@ -424,7 +450,9 @@ fn parse_chunk_size(line: &[u8]) -> io::Result<u64> {
     }
     let mut v = 0u64;
     for &b in hex {
-        let d = (b as char).to_digit(16).ok_or_else(|| bad_data("bad chunk size"))?;
+        let d = (b as char)
+            .to_digit(16)
+            .ok_or_else(|| bad_data("bad chunk size"))?;
         v = (v << 4) | d as u64;
     }
     Ok(v)
@@ -465,7 +493,11 @@ pub(crate) struct Response {
 impl Response {
     /// A response with no headers and no body.
     pub(crate) fn new(status: u16) -> Response {
-        Response { status, headers: Vec::new(), body: Body::Empty }
+        Response {
+            status,
+            headers: Vec::new(),
+            body: Body::Empty,
+        }
     }
 
     /// Adds a header.
@@ -502,7 +534,12 @@ fn reason(status: u16) -> &'static str {
 }
 
 /// Writes `resp` to `conn`. `head_request` suppresses body bytes.
-pub(crate) fn write_response(conn: &mut Conn, resp: Response, keep_alive: bool, head_request: bool) -> io::Result<()> {
+pub(crate) fn write_response(
+    conn: &mut Conn,
+    resp: Response,
+    keep_alive: bool,
+    head_request: bool,
+) -> io::Result<()> {
     use std::fmt::Write as _;
     let mut head = String::with_capacity(512);
     let _ = write!(head, "HTTP/1.1 {} {}\r\n", resp.status, reason(resp.status));
@@ -515,7 +552,11 @@ pub(crate) fn write_response(conn: &mut Conn, resp: Response, keep_alive: bool, 
         Body::File(_, n) | Body::LengthOnly(n) => *n,
     };
     let _ = write!(head, "Content-Length: {len}\r\n");
-    head.push_str(if keep_alive { "Connection: keep-alive\r\n\r\n" } else { "Connection: close\r\n\r\n" });
+    head.push_str(if keep_alive {
+        "Connection: keep-alive\r\n\r\n"
+    } else {
+        "Connection: close\r\n\r\n"
+    });
     match resp.body {
         Body::Bytes(b) if !head_request => {
             let mut all = head.into_bytes();
@@ -530,7 +571,10 @@ pub(crate) fn write_response(conn: &mut Conn, resp: Response, keep_alive: bool, 
                 let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
                 let k = f.read(&mut buf[..want])?;
                 if k == 0 {
-                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "object file shrank"));
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "object file shrank",
+                    ));
                 }
                 conn.write_all(&buf[..k])?;
                 left -= k as u64;
@@ -570,7 +614,11 @@ mod tests {
 
     fn conn(input: &[u8], piece: usize) -> (Conn, std::sync::Arc<std::sync::Mutex<Vec<u8>>>) {
         let out = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let s = Script { input: Cursor::new(input.to_vec()), piece, out: out.clone() };
+        let s = Script {
+            input: Cursor::new(input.to_vec()),
+            piece,
+            out: out.clone(),
+        };
         (Conn::new(Box::new(s)), out)
     }
 
@@ -611,12 +659,24 @@ mod tests {
 
     #[test]
     fn bad_framing_and_heads() {
-        let (mut c, _) = conn(b"GET / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n", 100);
-        assert_eq!(c.read_head().unwrap().unwrap().framing(), Err(FramingError::Bad));
+        let (mut c, _) = conn(
+            b"GET / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            100,
+        );
+        assert_eq!(
+            c.read_head().unwrap().unwrap().framing(),
+            Err(FramingError::Bad)
+        );
         let (mut c, _) = conn(b"GET / HTTP/1.1\r\nContent-Length: -1\r\n\r\n", 100);
-        assert_eq!(c.read_head().unwrap().unwrap().framing(), Err(FramingError::Bad));
+        assert_eq!(
+            c.read_head().unwrap().unwrap().framing(),
+            Err(FramingError::Bad)
+        );
         let (mut c, _) = conn(b"GET / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n", 100);
-        assert_eq!(c.read_head().unwrap().unwrap().framing(), Err(FramingError::Unsupported));
+        assert_eq!(
+            c.read_head().unwrap().unwrap().framing(),
+            Err(FramingError::Unsupported)
+        );
         let (mut c, _) = conn(b"\x01\x02 garbage\r\n\r\n", 100);
         assert!(matches!(c.read_head(), Err(HeadError::Bad(_))));
         let mut big = b"GET / HTTP/1.1\r\nX: ".to_vec();
@@ -652,7 +712,10 @@ mod tests {
 
     #[test]
     fn expect_continue_is_sent_once_before_body() {
-        let (mut c, out) = conn(b"PUT / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\nabc", 100);
+        let (mut c, out) = conn(
+            b"PUT / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\nabc",
+            100,
+        );
         let h = c.read_head().unwrap().unwrap();
         let f = h.framing().unwrap();
         let mut ex = Exchange::new(&mut c, h, f);
@@ -660,10 +723,17 @@ mod tests {
         assert!(!ex.drain(100));
         assert!(out.lock().unwrap().is_empty());
         assert_eq!(read_all(&mut ex).unwrap(), b"abc");
-        assert_eq!(out.lock().unwrap().as_slice(), b"HTTP/1.1 100 Continue\r\n\r\n");
-        ex.respond(Response::new(200).body(Body::Bytes(b"ok".to_vec())), true).unwrap();
+        assert_eq!(
+            out.lock().unwrap().as_slice(),
+            b"HTTP/1.1 100 Continue\r\n\r\n"
+        );
+        ex.respond(Response::new(200).body(Body::Bytes(b"ok".to_vec())), true)
+            .unwrap();
         let o = String::from_utf8(out.lock().unwrap().clone()).unwrap();
-        assert!(o.ends_with("Content-Length: 2\r\nConnection: keep-alive\r\n\r\nok"), "{o}");
+        assert!(
+            o.ends_with("Content-Length: 2\r\nConnection: keep-alive\r\n\r\nok"),
+            "{o}"
+        );
     }
 
     #[test]

@@ -68,7 +68,8 @@ const IO_TIMEOUT: Duration = Duration::from_secs(300);
 /// How to run the server.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// The directory objects and uploads live in (created if missing).
+    /// The directory objects and uploads live in (created if missing). Run one server per
+    /// directory at a time: a starting server empties `DIR/.ossup-tmp`.
     pub dir: PathBuf,
     /// Address to listen on; port 0 picks a free port (see [`Server::addr`]).
     pub listen: SocketAddr,
@@ -76,7 +77,8 @@ pub struct Options {
     pub credentials: Option<Credentials>,
     /// With credentials set: also admit requests that carry no Authorization header.
     pub allow_anonymous: bool,
-    /// Region in the signature scope, e.g. `cn-hangzhou`.
+    /// Region the signature scope must name, e.g. `cn-hangzhou`; empty accepts any region
+    /// (handy for S3 clients that insist on their own).
     pub region: String,
     /// Buckets to create at start (3..=63 of `a-z 0-9 -`).
     pub buckets: Vec<String>,
@@ -186,7 +188,10 @@ pub(crate) struct Shared {
 impl Shared {
     /// The server's now: system time plus the configured skew, Unix seconds.
     pub(crate) fn now(&self) -> i64 {
-        let sys = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+        let sys = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
         sys.saturating_add(self.opts.skew_secs)
     }
 
@@ -238,7 +243,10 @@ fn invalid(msg: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, msg)
 }
 
-fn load_tls(cert: &std::path::Path, key: &std::path::Path) -> io::Result<Arc<rustls::ServerConfig>> {
+fn load_tls(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> io::Result<Arc<rustls::ServerConfig>> {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
     let certs = CertificateDer::pem_file_iter(cert)
@@ -248,7 +256,8 @@ fn load_tls(cert: &std::path::Path, key: &std::path::Path) -> io::Result<Arc<rus
     if certs.is_empty() {
         return Err(invalid(format!("{}: no certificate found", cert.display())));
     }
-    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| invalid(format!("{}: {e}", key.display())))?;
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| invalid(format!("{}: {e}", key.display())))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -265,11 +274,16 @@ impl Server {
     pub fn start(opts: Options) -> io::Result<Server> {
         for b in &opts.buckets {
             if !store::valid_bucket(b) {
-                return Err(invalid(format!("invalid bucket name {b:?}: use 3..=63 of a-z, 0-9 and '-'")));
+                return Err(invalid(format!(
+                    "invalid bucket name {b:?}: use 3..=63 of a-z, 0-9 and '-'"
+                )));
             }
         }
         if !(opts.faults.rate.is_nan() || (0.0..=1.0).contains(&opts.faults.rate)) {
-            return Err(invalid(format!("fault rate {} is not within 0..=1", opts.faults.rate)));
+            return Err(invalid(format!(
+                "fault rate {} is not within 0..=1",
+                opts.faults.rate
+            )));
         }
         let tls = match &opts.tls {
             Some((c, k)) => Some(load_tls(c, k)?),
@@ -285,7 +299,10 @@ impl Server {
         let counters = Counters::default();
         counters.open_uploads.store(open, Ordering::Relaxed);
         let req_seed = faults::splitmix(
-            SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0)
                 ^ (std::process::id() as u64) << 40,
         );
         let scheme = if tls.is_some() { "https" } else { "http" };
@@ -309,7 +326,11 @@ impl Server {
         let accept = std::thread::Builder::new()
             .name("ossup-serve-accept".into())
             .spawn(move || accept_loop(sh, listener))?;
-        Ok(Server { addr, shared, accept: Some(accept) })
+        Ok(Server {
+            addr,
+            shared,
+            accept: Some(accept),
+        })
     }
 
     /// The address the server listens on.
@@ -328,7 +349,9 @@ impl Server {
     }
 
     fn shutdown(&mut self) {
-        let Some(accept) = self.accept.take() else { return };
+        let Some(accept) = self.accept.take() else {
+            return;
+        };
         let sh = &self.shared;
         sh.stopping.store(true, Ordering::SeqCst);
         {
@@ -386,7 +409,9 @@ fn accept_loop(sh: Arc<Shared>, listener: TcpListener) {
             let mut hs = sh.handles.lock().unwrap_or_else(|e| e.into_inner());
             hs.retain(|h| !h.is_finished());
         }
-        let Ok(clone) = stream.try_clone() else { continue };
+        let Ok(clone) = stream.try_clone() else {
+            continue;
+        };
         {
             let mut conns = sh.conns.lock().unwrap_or_else(|e| e.into_inner());
             if conns.len() >= MAX_CONNECTIONS {
@@ -402,12 +427,18 @@ fn accept_loop(sh: Arc<Shared>, listener: TcpListener) {
             .stack_size(512 * 1024)
             .spawn(move || {
                 run_connection(&sh2, stream);
-                sh2.conns.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+                sh2.conns
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&id);
             });
         match spawned {
             Ok(h) => sh.handles.lock().unwrap_or_else(|e| e.into_inner()).push(h),
             Err(_) => {
-                sh.conns.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+                sh.conns
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&id);
             }
         }
     }
@@ -420,7 +451,9 @@ fn run_connection(sh: &Shared, stream: TcpStream) {
     match &sh.tls {
         None => handler::serve_connection(sh, Box::new(stream)),
         Some(cfg) => {
-            let Ok(conn) = rustls::ServerConnection::new(cfg.clone()) else { return };
+            let Ok(conn) = rustls::ServerConnection::new(cfg.clone()) else {
+                return;
+            };
             handler::serve_connection(sh, Box::new(rustls::StreamOwned::new(conn, stream)));
         }
     }
@@ -431,9 +464,18 @@ fn run_connection(sh: &Shared, stream: TcpStream) {
 pub fn run(opts: Options) -> io::Result<()> {
     let dir = opts.dir.clone();
     let server = Server::start(opts)?;
-    let scheme = if server.shared.tls.is_some() { "https" } else { "http" };
+    let scheme = if server.shared.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let mut out = io::stdout().lock();
-    writeln!(out, "ossup serve: listening on {scheme}://{} (dir {})", server.addr(), dir.display())?;
+    writeln!(
+        out,
+        "ossup serve: listening on {scheme}://{} (dir {})",
+        server.addr(),
+        dir.display()
+    )?;
     out.flush()?;
     drop(out);
     loop {

@@ -87,19 +87,35 @@ pub(crate) struct Digests {
     pub md5: [u8; 16],
     /// CRC-64/XZ.
     pub crc: u64,
+    /// SHA-256, when asked for ([`Hasher::with_sha256`]).
+    pub sha256: Option<[u8; 32]>,
 }
 
-/// Incremental MD5 + CRC-64 + length over a byte stream.
+/// Incremental MD5 + CRC-64 + length (+ optionally SHA-256) over a byte stream.
 pub(crate) struct Hasher {
     md5: Md5,
     crc: u64,
     size: u64,
+    sha: Option<Sha256>,
 }
 
 impl Hasher {
     /// A fresh hasher.
     pub(crate) fn new() -> Hasher {
-        Hasher { md5: Md5::new(), crc: 0, size: 0 }
+        Hasher {
+            md5: Md5::new(),
+            crc: 0,
+            size: 0,
+            sha: None,
+        }
+    }
+
+    /// A fresh hasher that also computes SHA-256 (to check an S3 `x-amz-content-sha256`).
+    pub(crate) fn with_sha256() -> Hasher {
+        Hasher {
+            sha: Some(Sha256::new()),
+            ..Hasher::new()
+        }
     }
 
     /// Feeds bytes.
@@ -107,11 +123,19 @@ impl Hasher {
         self.md5.update(b);
         self.crc = crc64::update(self.crc, b);
         self.size += b.len() as u64;
+        if let Some(s) = &mut self.sha {
+            s.update(b);
+        }
     }
 
     /// The digests so far.
     pub(crate) fn finish(self) -> Digests {
-        Digests { size: self.size, md5: self.md5.finalize().into(), crc: self.crc }
+        Digests {
+            size: self.size,
+            md5: self.md5.finalize().into(),
+            crc: self.crc,
+            sha256: self.sha.map(|s| s.finalize().into()),
+        }
     }
 }
 
@@ -151,7 +175,8 @@ pub(crate) fn percent_decode(s: &str) -> Option<String> {
 pub(crate) fn valid_bucket(name: &str) -> bool {
     let b = name.as_bytes();
     (3..=63).contains(&b.len())
-        && b.iter().all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+        && b.iter()
+            .all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
         && b[0] != b'-'
         && b[b.len() - 1] != b'-'
 }
@@ -227,7 +252,8 @@ impl Store {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0);
-        let seed = splitmix(nanos ^ ((std::process::id() as u64) << 32) ^ (root.as_os_str().len() as u64));
+        let seed =
+            splitmix(nanos ^ ((std::process::id() as u64) << 32) ^ (root.as_os_str().len() as u64));
         let store = Store {
             root: root.to_path_buf(),
             counter: AtomicU64::new(0),
@@ -300,11 +326,17 @@ impl Store {
     }
 
     fn sidecar_path(&self, bucket: &str, key: &str) -> PathBuf {
-        self.bucket_dir(bucket).join(format!("{}{META_SUFFIX}", object_file_name(key)))
+        self.bucket_dir(bucket)
+            .join(format!("{}{META_SUFFIX}", object_file_name(key)))
     }
 
     /// Moves the finished temp file `tmp` into place as `meta.key` and writes its sidecar.
-    pub(crate) fn commit_object(&self, bucket: &str, tmp: &Path, meta: &ObjectMeta) -> io::Result<()> {
+    pub(crate) fn commit_object(
+        &self,
+        bucket: &str,
+        tmp: &Path,
+        meta: &ObjectMeta,
+    ) -> io::Result<()> {
         let mut text = format!(
             "key {}\nsize {}\netag {}\ncrc {}\nmtime {}\n",
             enc(&meta.key),
@@ -323,7 +355,11 @@ impl Store {
 
     /// Opens `key` and returns its metadata with the open file, or `None` if it does not
     /// exist. A missing or stale sidecar (crash between the two renames) is recomputed.
-    pub(crate) fn open_object(&self, bucket: &str, key: &str) -> io::Result<Option<(ObjectMeta, File)>> {
+    pub(crate) fn open_object(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> io::Result<Option<(ObjectMeta, File)>> {
         let (side, f) = {
             let _g = self.lock_objects();
             let f = match File::open(self.object_path(bucket, key)) {
@@ -385,7 +421,10 @@ impl Store {
     /// Deletes `key` (no error if it does not exist).
     pub(crate) fn delete_object(&self, bucket: &str, key: &str) -> io::Result<()> {
         let _g = self.lock_objects();
-        for p in [self.object_path(bucket, key), self.sidecar_path(bucket, key)] {
+        for p in [
+            self.object_path(bucket, key),
+            self.sidecar_path(bucket, key),
+        ] {
             match fs::remove_file(p) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
                 _ => {}
@@ -401,12 +440,20 @@ impl Store {
             let e = e?;
             let name = e.file_name();
             let Some(name) = name.to_str() else { continue };
-            let Some(stem) = name.strip_suffix(META_SUFFIX) else { continue };
-            let Some(text) = read_small(&e.path())? else { continue };
+            let Some(stem) = name.strip_suffix(META_SUFFIX) else {
+                continue;
+            };
+            let Some(text) = read_small(&e.path())? else {
+                continue;
+            };
             let m = parse_meta(&text);
-            let (Some(key), Some(size), Some(etag), Some(crc), Some(mtime)) =
-                (m.get("key"), m.get("size"), m.get("etag"), m.get("crc"), m.get("mtime"))
-            else {
+            let (Some(key), Some(size), Some(etag), Some(crc), Some(mtime)) = (
+                m.get("key"),
+                m.get("size"),
+                m.get("etag"),
+                m.get("crc"),
+                m.get("mtime"),
+            ) else {
                 continue;
             };
             if object_file_name(key) != stem {
@@ -452,7 +499,11 @@ impl Store {
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(e),
             }
-            let mut text = format!("bucket {}\nkey {}\ninitiated {now}\n", enc(bucket), enc(key));
+            let mut text = format!(
+                "bucket {}\nkey {}\ninitiated {now}\n",
+                enc(bucket),
+                enc(key)
+            );
             if let Some(ct) = content_type {
                 text.push_str(&format!("content-type {}\n", enc(ct)));
             }
@@ -473,7 +524,9 @@ impl Store {
             return Ok(None);
         };
         let m = parse_meta(&text);
-        let (Some(bucket), Some(key), Some(initiated)) = (m.get("bucket"), m.get("key"), m.get("initiated")) else {
+        let (Some(bucket), Some(key), Some(initiated)) =
+            (m.get("bucket"), m.get("key"), m.get("initiated"))
+        else {
             return Ok(None);
         };
         Ok(Some(UploadInfo {
@@ -540,9 +593,13 @@ impl Store {
         };
         let m = parse_meta(&text);
         let get = |k: &str| m.get(k).cloned();
-        let (Some(file), Some(size), Some(etag), Some(crc), Some(mtime)) =
-            (get("file"), get("size"), get("etag"), get("crc"), get("mtime"))
-        else {
+        let (Some(file), Some(size), Some(etag), Some(crc), Some(mtime)) = (
+            get("file"),
+            get("size"),
+            get("etag"),
+            get("crc"),
+            get("mtime"),
+        ) else {
             return Ok(None);
         };
         if file.contains('/') || file.starts_with('.') {
@@ -569,7 +626,10 @@ impl Store {
         for e in rd {
             let e = e?;
             let name = e.file_name();
-            let Some(n) = name.to_str().and_then(|s| s.strip_suffix(".meta")).and_then(|s| s.parse::<u32>().ok())
+            let Some(n) = name
+                .to_str()
+                .and_then(|s| s.strip_suffix(".meta"))
+                .and_then(|s| s.parse::<u32>().ok())
             else {
                 continue;
             };
@@ -605,7 +665,10 @@ impl Store {
                     let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
                     let n = f.read(&mut buf[..want])?;
                     if n == 0 {
-                        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "part file shorter than recorded"));
+                        return Err(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "part file shorter than recorded",
+                        ));
                     }
                     out.write_all(&buf[..n])?;
                     left -= n as u64;
@@ -616,7 +679,14 @@ impl Store {
             }
             out.flush()?;
             let etag = format!("{}-{}", hex_upper(&Md5::digest(&md5s)), parts.len());
-            Ok(ObjectMeta { key: key.to_string(), size, etag, crc, mtime: now, content_type })
+            Ok(ObjectMeta {
+                key: key.to_string(),
+                size,
+                etag,
+                crc,
+                mtime: now,
+                content_type,
+            })
         })();
         drop(out);
         match r {
@@ -641,7 +711,10 @@ impl Store {
             return Ok(false);
         }
         // Rename first so the upload disappears at once, then delete at leisure.
-        let trash = self.root.join(TMP_DIR).join(format!("gone-{}", self.unique()));
+        let trash = self
+            .root
+            .join(TMP_DIR)
+            .join(format!("gone-{}", self.unique()));
         fs::rename(self.upload_dir(id), &trash)?;
         let _ = fs::remove_dir_all(&trash);
         self.forget_lock(id);
@@ -650,15 +723,22 @@ impl Store {
 
     /// Removes part data files that no part metadata names (left by a crash mid-upload).
     fn clean_orphan_parts(&self) {
-        let Ok(rd) = fs::read_dir(self.uploads_dir()) else { return };
+        let Ok(rd) = fs::read_dir(self.uploads_dir()) else {
+            return;
+        };
         for e in rd.flatten() {
-            let Some(id) = e.file_name().to_str().map(str::to_string) else { continue };
+            let Some(id) = e.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
             if !valid_upload_id(&id) {
                 continue;
             }
             let Ok(parts) = self.parts(&id) else { continue };
-            let keep: std::collections::HashSet<String> = parts.into_iter().map(|p| p.file).collect();
-            let Ok(files) = fs::read_dir(e.path()) else { continue };
+            let keep: std::collections::HashSet<String> =
+                parts.into_iter().map(|p| p.file).collect();
+            let Ok(files) = fs::read_dir(e.path()) else {
+                continue;
+            };
             for f in files.flatten() {
                 let name = f.file_name();
                 let Some(name) = name.to_str() else { continue };
@@ -673,7 +753,7 @@ impl Store {
 
 /// Decodes hex (either case). `None` if invalid.
 pub(crate) fn hex_decode(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     let b = s.as_bytes();
@@ -695,10 +775,24 @@ mod tests {
 
     #[test]
     fn file_names_are_distinct_and_safe() {
-        let keys = ["a", "a/b", "a%2Fb", ".", "..", "...", "%2E", "x#meta", "中文 key", &"k".repeat(1023)];
+        let keys = [
+            "a",
+            "a/b",
+            "a%2Fb",
+            ".",
+            "..",
+            "...",
+            "%2E",
+            "x#meta",
+            "中文 key",
+            &"k".repeat(1023),
+        ];
         let names: Vec<String> = keys.iter().map(|k| object_file_name(k)).collect();
         for (i, n) in names.iter().enumerate() {
-            assert!(!n.contains('/') && !n.contains('#') && n.len() <= 255, "{n}");
+            assert!(
+                !n.contains('/') && !n.contains('#') && n.len() <= 255,
+                "{n}"
+            );
             assert!(n.bytes().any(|c| c != b'.'), "{n}");
             for m in &names[i + 1..] {
                 assert_ne!(n, m);
@@ -714,7 +808,16 @@ mod tests {
         assert_eq!(percent_decode("%4"), None);
         assert_eq!(percent_decode("%FF"), None);
         assert!(valid_bucket("my-bucket1"));
-        for b in ["ab", "-ab", "ab-", "Abc", "a.b", "..", "a_b", &"a".repeat(64)] {
+        for b in [
+            "ab",
+            "-ab",
+            "ab-",
+            "Abc",
+            "a.b",
+            "..",
+            "a_b",
+            &"a".repeat(64),
+        ] {
             assert!(!valid_bucket(b), "{b}");
         }
         assert!(valid_upload_id("0A9f"));
@@ -772,7 +875,14 @@ mod tests {
             let mut h = Hasher::new();
             h.update(data);
             let d = h.finish();
-            let p = PartMeta { n, file: name, size: d.size, etag: hex_upper(&d.md5), crc: d.crc, mtime: 1 };
+            let p = PartMeta {
+                n,
+                file: name,
+                size: d.size,
+                etag: hex_upper(&d.md5),
+                crc: d.crc,
+                mtime: 1,
+            };
             assert!(s.commit_part(&id, &p).unwrap());
         };
         put(2, b"world");
@@ -784,8 +894,16 @@ mod tests {
         let s = Store::open(&root).unwrap();
         assert!(!orphan.exists());
         let parts = s.parts(&id).unwrap();
-        assert_eq!(parts.iter().map(|p| (p.n, p.size)).collect::<Vec<_>>(), vec![(1, 6), (2, 5)]);
-        assert_eq!(fs::read_dir(root.join(UPLOADS_DIR).join(&id)).unwrap().count(), 5);
+        assert_eq!(
+            parts.iter().map(|p| (p.n, p.size)).collect::<Vec<_>>(),
+            vec![(1, 6), (2, 5)]
+        );
+        assert_eq!(
+            fs::read_dir(root.join(UPLOADS_DIR).join(&id))
+                .unwrap()
+                .count(),
+            5
+        );
         let m = s.assemble(&id, "bkt", "big", &parts, 200, None).unwrap();
         assert_eq!(m.crc, crc64::update(0, b"hello world"));
         assert!(m.etag.ends_with("-2"));

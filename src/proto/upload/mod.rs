@@ -506,6 +506,12 @@ impl Upload {
             .sum()
     }
 
+    /// True while a restart is still working out which parts are done (ListParts and local
+    /// digests); [`Upload::bytes_done`] is not meaningful for progress until this is false.
+    pub fn is_reconciling(&self) -> bool {
+        matches!(self.phase, Phase::Listing | Phase::Verifying)
+    }
+
     /// Total bytes of the upload.
     pub fn bytes_total(&self) -> u64 {
         self.p.geometry.file_len
