@@ -247,7 +247,10 @@ pub async fn upload(
             Action::Digest { n } => {
                 let (off, len) = geometry.part(n);
                 // No call is in flight while parts are verified, so a job's buffer is free.
-                let buf = &mut free.last_mut().expect("all jobs are free while verifying").buf;
+                let buf = &mut free
+                    .last_mut()
+                    .expect("all jobs are free while verifying")
+                    .buf;
                 let (crc64, md5) = source.digest(off, len, buf).map_err(|e| Error::Read {
                     path: path.to_path_buf(),
                     source: e,
@@ -290,7 +293,16 @@ pub async fn upload(
             shared.report();
             Ok(u)
         }
-        Err(g) => Err(give_up_error(g, &shared, path)),
+        Err(g) => {
+            // A journal that names no upload and nothing to abort holds nothing worth keeping
+            // (e.g. credentials were refused at Initiate): don't leave it for `ossup status`.
+            if let Some(j) = journal {
+                if up.upload_id().is_none() && !up.has_pending_aborts() {
+                    let _ = j.remove();
+                }
+            }
+            Err(give_up_error(g, &shared, path))
+        }
     }
 }
 
@@ -599,12 +611,45 @@ async fn send_call(
             shared.report();
         }
     };
-    let (resp, local_crc) =
-        exchange(conn, &mut job.buf, head_len, body, &opts, &mut on_progress).await?;
+    let started = Instant::now();
+    let result = exchange(conn, &mut job.buf, head_len, body, &opts, &mut on_progress).await;
+    let (resp, local_crc) = match result {
+        Ok(r) => r,
+        Err(f) => {
+            log::debug!(
+                "{}: {} after {:?}",
+                describe_call(call),
+                crate::error::describe_failure(&f),
+                started.elapsed()
+            );
+            return Err(f);
+        }
+    };
+    log::debug!(
+        "{}: HTTP {} in {:?}{}",
+        describe_call(call),
+        resp.head.status,
+        started.elapsed(),
+        resp.head
+            .request_id()
+            .map(|r| format!(" (request id {r})"))
+            .unwrap_or_default()
+    );
     if !resp.reusable() {
         job.conn = None;
     }
     Ok(to_event(shared, id, call, resp, local_crc))
+}
+
+/// A short description of a call for debug logs (never includes credentials).
+fn describe_call(call: &Call) -> String {
+    match call {
+        Call::UploadPart { n, len, .. } => format!("UploadPart {n} ({len} bytes)"),
+        Call::ListParts { marker, .. } => format!("ListParts after {marker}"),
+        Call::PutObject { len } => format!("PutObject ({len} bytes)"),
+        Call::Complete { parts, .. } => format!("CompleteMultipartUpload ({} parts)", parts.len()),
+        other => other.op().to_string(),
+    }
 }
 
 /// Interprets a complete response to `call` as an event.

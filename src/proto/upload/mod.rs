@@ -512,6 +512,11 @@ impl Upload {
         matches!(self.phase, Phase::Listing | Phase::Verifying)
     }
 
+    /// True while some abandoned upload still has to be aborted.
+    pub fn has_pending_aborts(&self) -> bool {
+        !self.pending_aborts.is_empty()
+    }
+
     /// Total bytes of the upload.
     pub fn bytes_total(&self) -> u64 {
         self.p.geometry.file_len
