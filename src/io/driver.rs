@@ -151,7 +151,7 @@ pub async fn upload(
         part_size: geometry.part_size,
     };
 
-    let (jpath, _lock, mut journal, replay) = open_checkpoint(cfg, &abs, dest).await?;
+    let (jpath, _lock, mut journal, replay, waited) = open_checkpoint(cfg, &abs, dest).await?;
     let tls = tls_for(cfg)?;
     let params = Params {
         identity: identity.clone(),
@@ -164,6 +164,7 @@ pub async fn upload(
             .filter(|d| !d.is_zero())
             .map(|d| d.as_millis() as u64),
         seed: (unix_now() as u64) ^ ((std::process::id() as u64) << 32),
+        check_existing: waited,
     };
     let mut up = Upload::new(params, replay);
     if up.clock_offset() != 0 {
@@ -244,6 +245,19 @@ pub async fn upload(
                 journal = Some(j);
                 up.handle(Event::Persisted, now_ms());
             }
+            Action::DigestFile => {
+                let buf = &mut free
+                    .last_mut()
+                    .expect("all jobs are free while probing")
+                    .buf;
+                let (crc64, _) = source
+                    .digest(0, source.len(), buf)
+                    .map_err(|e| Error::Read {
+                        path: path.to_path_buf(),
+                        source: e,
+                    })?;
+                up.handle(Event::FileDigest { crc64 }, now_ms());
+            }
             Action::Digest { n } => {
                 let (off, len) = geometry.part(n);
                 // No call is in flight while parts are verified, so a job's buffer is free.
@@ -323,11 +337,14 @@ async fn next_done<'a>(running: &mut Vec<Running<'a>>) -> Option<(Job, u64, Even
     .await
 }
 
+/// Journal path, the lock, the journal and its replay (if any), and whether the lock had to be
+/// waited for.
 type Checkpoint = (
     std::path::PathBuf,
     Lock,
     Option<Journal>,
     Option<crate::proto::checkpoint::Replay>,
+    bool,
 );
 
 /// Takes the lock and opens (or sets aside) the journal for this file and destination.
@@ -342,10 +359,14 @@ async fn open_checkpoint(
         source: e,
     })?;
     let jpath = journal_path(dir, abs, &cfg.endpoint.url(), &dest.bucket, &dest.key);
-    let lock = if cfg.wait_for_lock {
-        Lock::acquire_async(&jpath).await
-    } else {
-        Lock::acquire(&jpath, false)
+    let mut waited = false;
+    let lock = match Lock::acquire(&jpath, false) {
+        Err(LockError::Held { .. }) if cfg.wait_for_lock => {
+            log::info!("another ossup holds this upload; waiting for it");
+            waited = true;
+            Lock::acquire_async(&jpath).await
+        }
+        other => other,
     };
     let lock = lock.map_err(|e| match e {
         LockError::Held { pid } => Error::Locked {
@@ -387,7 +408,7 @@ async fn open_checkpoint(
             (None, None)
         }
     };
-    Ok((jpath, lock, journal, replay))
+    Ok((jpath, lock, journal, replay, waited))
 }
 
 fn give_up_error(g: GiveUp, shared: &Shared<'_>, path: &Path) -> Error {
@@ -775,7 +796,7 @@ pub async fn abort(cfg: &Config, file: &Path, dest: &Destination) -> Result<Vec<
     cfg.validate()?;
     dest.validate()?;
     let abs = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
-    let (jpath, _lock, journal, replay) = open_checkpoint(cfg, &abs, dest).await?;
+    let (jpath, _lock, journal, replay, _) = open_checkpoint(cfg, &abs, dest).await?;
     let mut ids: Vec<String> = Vec::new();
     if let Some(r) = &replay {
         for rec in &r.records {

@@ -190,9 +190,11 @@ impl Lock {
     }
 
     fn after_locking(file: File, journal_path: &Path) -> Result<Lock, LockError> {
-        let pid = format!("{}\n", std::process::id());
-        file.set_len(0)
-            .and_then(|()| file.write_all_at(pid.as_bytes(), 0))
+        // One fixed-width write replaces the previous holder's PID in a single step, so a
+        // reader never sees an empty file between a truncate and a write (PIDs fit in 10
+        // digits; the reader trims the padding).
+        let pid = format!("{:<10}\n", std::process::id());
+        file.write_all_at(pid.as_bytes(), 0)
             .map_err(LockError::Io)?;
         Ok(Lock {
             _file: file,

@@ -18,7 +18,7 @@ ossup: resumable, crash-safe uploads to Alibaba Cloud OSS and S3-compatible stor
 
 usage:
   ossup upload <FILE> oss://<BUCKET>/<KEY> [options]
-  ossup watch <DIR> oss://<BUCKET>/<PREFIX>/ [--settle SECS] [--done-dir DIR] [options]
+  ossup watch <DIR> oss://<BUCKET>/<PREFIX>/ [watch options] [options]
   ossup status [--checkpoint-dir DIR]
   ossup abort <FILE> oss://<BUCKET>/<KEY> [options]
   ossup serve <DIR> [--listen 127.0.0.1:9000] [serve options]
@@ -44,6 +44,12 @@ upload options:
   --board NAME|PATH     load a board config (flags override it)
   --wait                wait for another ossup holding this upload instead of exiting 75
   -q, --quiet           no progress output;  -v, --verbose  more log lines (-vv: debug)
+
+watch options (the upload options apply to every file):
+  --settle SECS         a file is complete once unchanged this long (default 10)
+  --poll SECS           scan the directory this often (default 5)
+  --done-dir DIR        move uploaded files here instead of deleting them
+  --once                process what is there, then exit (0 all done, 75 some failed)
 
 serve options:
   --listen ADDR         default 127.0.0.1:9000 (port 0 picks one)
@@ -109,6 +115,15 @@ pub struct ServeArgs {
     pub verbose: u8,
 }
 
+/// Options of `ossup watch` (their values are checked by the watch module).
+#[derive(Debug, Default, Clone)]
+pub struct WatchArgs {
+    pub settle: Option<String>,
+    pub poll: Option<String>,
+    pub done_dir: Option<PathBuf>,
+    pub once: bool,
+}
+
 /// A parsed command line.
 #[derive(Debug)]
 pub enum Cli {
@@ -125,8 +140,7 @@ pub enum Cli {
     Watch {
         dir: PathBuf,
         dest: String,
-        settle: Option<String>,
-        done_dir: Option<PathBuf>,
+        watch: WatchArgs,
         common: Common,
     },
     Status {
@@ -158,8 +172,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Cli, String> {
         "upload" | "abort" | "watch" => {
             let mut c = Common::default();
             let mut positional: Vec<OsString> = Vec::new();
-            let mut settle = None;
-            let mut done_dir = None;
+            let mut w = WatchArgs::default();
             while let Some(arg) = p.next().map_err(|e| e.to_string())? {
                 let flag = match arg {
                     Value(v) => {
@@ -171,11 +184,15 @@ pub fn parse(args: Vec<OsString>) -> Result<Cli, String> {
                 };
                 match flag.as_str() {
                     "--settle" if sub == "watch" => {
-                        settle = Some(text(p.value().map_err(|e| e.to_string())?, "--settle")?)
+                        w.settle = Some(text(p.value().map_err(|e| e.to_string())?, "--settle")?)
+                    }
+                    "--poll" if sub == "watch" => {
+                        w.poll = Some(text(p.value().map_err(|e| e.to_string())?, "--poll")?)
                     }
                     "--done-dir" if sub == "watch" => {
-                        done_dir = Some(PathBuf::from(p.value().map_err(|e| e.to_string())?))
+                        w.done_dir = Some(PathBuf::from(p.value().map_err(|e| e.to_string())?))
                     }
+                    "--once" if sub == "watch" => w.once = true,
                     "--help" | "-h" => return Ok(Cli::Help),
                     _ => common_flag(&mut p, &mut c, &flag)?,
                 }
@@ -198,8 +215,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Cli, String> {
                 _ => Cli::Watch {
                     dir: first,
                     dest,
-                    settle,
-                    done_dir,
+                    watch: w,
                     common: c,
                 },
             })
@@ -531,6 +547,52 @@ mod tests {
         assert_eq!(common.jobs.as_deref(), Some("4"));
         assert_eq!(common.meta, vec![("a".to_string(), "b".to_string())]);
         assert!(common.quiet && common.path_style);
+    }
+
+    #[test]
+    fn watch_flags() {
+        let cli = parse(args(&[
+            "watch",
+            "spool",
+            "oss://bkt/in/",
+            "--settle",
+            "2",
+            "--poll",
+            "0.5",
+            "--done-dir",
+            "sent",
+            "--once",
+            "--region",
+            "cn-hangzhou",
+        ]))
+        .unwrap();
+        let Cli::Watch {
+            dir,
+            dest,
+            watch,
+            common,
+        } = cli
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (dir, dest.as_str()),
+            (PathBuf::from("spool"), "oss://bkt/in/")
+        );
+        assert_eq!(
+            (watch.settle.as_deref(), watch.poll.as_deref()),
+            (Some("2"), Some("0.5"))
+        );
+        assert_eq!(watch.done_dir, Some(PathBuf::from("sent")));
+        assert!(watch.once);
+        assert_eq!(common.region.as_deref(), Some("cn-hangzhou"));
+        // Watch-only flags are not upload flags.
+        for flag in ["--once", "--poll", "--settle"] {
+            assert!(
+                parse(args(&["upload", "f", "oss://b/k", flag, "1"])).is_err(),
+                "{flag}"
+            );
+        }
     }
 
     #[test]

@@ -151,8 +151,7 @@ fn main() -> ExitCode {
         Cli::Watch {
             dir,
             dest,
-            settle,
-            done_dir,
+            watch,
             common,
         } => {
             init_log(common.quiet, common.verbose);
@@ -160,14 +159,7 @@ fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(e) => return build_fail(e),
             };
-            watch::main(
-                cfg,
-                &dir,
-                &dest,
-                settle.as_deref(),
-                done_dir.as_deref(),
-                common.quiet,
-            )
+            watch::main(cfg, &dir, &dest, &watch, common.quiet)
         }
         Cli::Serve(s) => serve(s),
     }

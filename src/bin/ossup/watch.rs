@@ -1,17 +1,1273 @@
-//! `ossup watch`: spool-directory mode (being implemented).
+//! `ossup watch <DIR> oss://<BUCKET>/<PREFIX>`: spool-directory mode for gateways.
+//!
+//! Owns: scanning the spool directory, deciding when a file is complete, the order of uploads,
+//! per-file retry with backoff, the done-log, and deleting or moving uploaded files.
+//! Must not: upload anything itself (every file goes through [`ossup::upload_file_blocking`],
+//! with the library's journal, resume and lock), or touch the library's journals.
+//!
+//! **What is uploaded.** Every regular file under DIR, recursively, except names starting with
+//! `.` and names ending in `.tmp` or `.part` (files and directories alike), and except the
+//! `--done-dir` and the checkpoint directory if they lie inside DIR. Symbolic links to files are
+//! followed (the link, not its target, is deleted or moved afterwards); links to directories are
+//! not. A file's key is PREFIX followed by its path relative to DIR with `/` separators; PREFIX
+//! is used literally (`oss://b/in/` gives `in/a/b.csv`, `oss://b/in-` gives `in-a/b.csv`,
+//! `oss://b` or `oss://b/` no prefix). Files are uploaded one at a time, oldest modification
+//! time first; a file that is not regular (FIFO, socket, device) or cannot be read fails like
+//! any other file.
+//!
+//! **The settle rule.** A writer may still be appending to a file, so a file is only read once it
+//! is complete, which is when either
+//! - its modification time is already at least `--settle` old when the file is first seen (it
+//!   was written elsewhere and renamed into DIR, the recommended way to feed a spool), or
+//! - its length, modification time and inode have stayed the same across scans for `--settle`
+//!   (default 10 s), measured on the monotonic clock so that a wall-clock jump cannot shorten it.
+//!
+//! This is a heuristic (a file system that stores local time, like FAT, can fool the first
+//! rule), so it has two backstops. The library refuses to complete a multipart
+//! upload whose file changed since it was opened (the failure is retried after the file settles
+//! again); and after every upload the file is checked once more, and if it changed, it is neither
+//! recorded nor deleted but uploaded again once it settles, so the object always ends with the
+//! final content.
+//!
+//! **Crash safety.** Deleting a file is the one step that cannot be redone, so completion is made
+//! durable first. After the library reports a verified upload (CRC-64 checked end to end, its
+//! journal removed), a line `<path>\t<length>\t<mtime ns>\t<inode>\n` is appended to the
+//! *done-log* and `fdatasync`'d, and only then is the file deleted (or renamed into
+//! `--done-dir`, creating directories, copying across file systems) and its directory fsync'd.
+//! The done-log lives in the checkpoint directory as `watch-<16 hex>.done`, the digits being
+//! the start of a SHA-256 of the canonical DIR, endpoint, bucket and prefix. On start the
+//! done-log is read (a torn last line is ignored), entries whose file is gone or has another
+//! identity are pruned, and it is rewritten atomically; a file that still matches an entry is
+//! not uploaded again, only deleted or moved. So a crash or power cut at any point
+//! - before the done-log line is durable: the upload resumes from the library's journal, or, if
+//!   the library had already finished, the file is uploaded once more (the object is rewritten
+//!   with the same bytes; the window is the few milliseconds between the library removing its
+//!   journal and the done-log `fdatasync`);
+//! - after it: the file is never uploaded again, only deleted or moved on the next start.
+//!
+//! Stopping: SIGTERM and SIGINT keep their default action (the process ends at once). That is
+//! safe because the library's journal and the done-log are consistent at every instant; the
+//! next start resumes where this one stopped.
+//!
+//! **Failures.** A per-file failure (file changed, unreadable, not a regular file, server
+//! unavailable after `--retry-for`: exit codes 65, 66, 74, 75) is logged as one line and that
+//! file is tried again later, after 30 s, doubling to at most 1 h; the other files go on. A
+//! file whose upload is locked by another ossup process is skipped and tried again at the next
+//! scan. Failures that concern every file (checkpoint directory unusable, credentials rejected,
+//! configuration: exit codes 73, 77, 78) stop the watch with that exit code. A second `ossup
+//! watch` on the same DIR and destination exits 75 (the done-log is locked).
+//!
+//! `--once` processes the files present at the first scan, waiting for unsettled or locked ones
+//! at most `--settle` plus `max(10 s, 2 × --poll)`, and exits 0 if all were uploaded, 75
+//! otherwise (failed files are not retried within the run). `--wait` is ignored: locked files
+//! are skipped and retried instead of blocking the loop.
 
-use std::path::Path;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ffi::OsStr;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// Runs the watch loop.
-pub fn main(
-    _cfg: ossup::Config,
-    _dir: &Path,
-    _dest: &str,
-    _settle: Option<&str>,
-    _done: Option<&Path>,
-    _quiet: bool,
-) -> ExitCode {
-    eprintln!("ossup: error: watch is not available in this build yet");
-    ExitCode::from(ossup::error::exit::USAGE)
+use ossup::error::exit;
+use ossup::io::journal::{Lock, LockError};
+use ossup::{Config, Destination, Error};
+use sha2::{Digest, Sha256};
+
+use crate::args::WatchArgs;
+use crate::progress;
+
+/// `--settle` default.
+const DEFAULT_SETTLE: Duration = Duration::from_secs(10);
+/// `--poll` default.
+const DEFAULT_POLL: Duration = Duration::from_secs(5);
+/// Shortest `--poll` honoured (a smaller value would spin).
+const MIN_POLL: Duration = Duration::from_millis(10);
+/// First wait after a per-file failure; doubles up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_secs(30);
+/// Longest wait between attempts at one file.
+const MAX_BACKOFF: Duration = Duration::from_secs(3600);
+/// `--once` waits for unsettled or locked files at most `settle` plus this (or 2 × poll).
+const ONCE_MARGIN: Duration = Duration::from_secs(10);
+/// Directory levels below DIR that are scanned.
+const MAX_DEPTH: usize = 64;
+/// Done-logs larger than this are only read this far (a pruned one holds a few lines).
+const MAX_DONE_LOG: u64 = 16 << 20;
+/// The done-log is rewritten without obsolete lines once it has this many.
+const COMPACT_LINES: usize = 1024;
+
+/// What identifies one version of a file: if any of these changes, the content may have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Ident {
+    len: u64,
+    mtime_ns: i128,
+    ino: u64,
+}
+
+impl Ident {
+    fn of(m: &fs::Metadata) -> Ident {
+        Ident {
+            len: m.len(),
+            mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+            ino: m.ino(),
+        }
+    }
+
+    /// How long ago the file was last modified, by the wall clock (zero if in the future).
+    fn age(&self, wall_ns: i128) -> Duration {
+        let ns = (wall_ns - self.mtime_ns).clamp(0, i128::from(u64::MAX));
+        Duration::from_nanos(ns as u64)
+    }
+}
+
+fn wall_ns() -> i128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i128)
+        .unwrap_or(0)
+}
+
+/// A failure that stops the whole watch.
+struct Fatal {
+    msg: String,
+    hint: &'static str,
+    code: u8,
+}
+
+impl Fatal {
+    fn new(msg: impl Into<String>, hint: &'static str, code: u8) -> Fatal {
+        Fatal {
+            msg: msg.into(),
+            hint,
+            code,
+        }
+    }
+}
+
+/// Runs the watch loop; returns when `--once` is done or on a fatal error.
+pub fn main(cfg: Config, dir: &Path, dest: &str, args: &WatchArgs, quiet: bool) -> ExitCode {
+    match run(cfg, dir, dest, args, quiet) {
+        Ok(code) => ExitCode::from(code),
+        Err(f) => {
+            progress::clear_line();
+            if f.hint.is_empty() {
+                eprintln!("ossup: error: {}", f.msg);
+            } else {
+                eprintln!("ossup: error: {}; {}", f.msg, f.hint);
+            }
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+/// Parses a `--settle`/`--poll` value: seconds (fractions allowed) or a duration like `500ms`.
+fn parse_secs(flag: &str, value: Option<&str>, default: Duration) -> Result<Duration, Fatal> {
+    let Some(v) = value else {
+        return Ok(default);
+    };
+    let bad = || {
+        Fatal::new(
+            format!("{flag} {v:?}: expected seconds, e.g. 10 or 0.5"),
+            "see ossup --help",
+            exit::USAGE,
+        )
+    };
+    match v.trim().parse::<f64>() {
+        Ok(s) if s.is_finite() && (0.0..=1e9).contains(&s) => Ok(Duration::from_secs_f64(s)),
+        Ok(_) => Err(bad()),
+        Err(_) => ossup::config::parse_duration(v).map_err(|_| bad()),
+    }
+}
+
+/// Bucket and key prefix of `oss://BUCKET/PREFIX`.
+#[derive(Debug, Clone)]
+struct Target {
+    bucket: String,
+    prefix: String,
+}
+
+impl Target {
+    fn parse(dest: &str) -> Result<Target, String> {
+        let Some(rest) = dest
+            .strip_prefix("oss://")
+            .or_else(|| dest.strip_prefix("s3://"))
+        else {
+            return Err(format!(
+                "destination {dest:?} must look like oss://BUCKET/PREFIX/"
+            ));
+        };
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        // The bucket rules are those of any destination; check them with a stand-in key.
+        Destination {
+            bucket: bucket.to_string(),
+            key: "k".into(),
+        }
+        .validate()
+        .map_err(|e| e.0)?;
+        if prefix.starts_with('/')
+            || prefix.starts_with('\\')
+            || prefix.chars().any(char::is_control)
+        {
+            return Err(format!(
+                "prefix {prefix:?}: must not start with '/' or contain control characters"
+            ));
+        }
+        Ok(Target {
+            bucket: bucket.to_string(),
+            prefix: prefix.to_string(),
+        })
+    }
+
+    /// The destination of the file at `rel`.
+    fn dest(&self, rel: &str) -> Result<Destination, String> {
+        let d = Destination {
+            bucket: self.bucket.clone(),
+            key: format!("{}{rel}", self.prefix),
+        };
+        d.validate().map_err(|e| e.0)?;
+        Ok(d)
+    }
+}
+
+/// `path` with `suffix` appended to its file name.
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_os_string();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+/// Fsyncs directory `dir`, making a create, rename or unlink in it durable.
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+fn sync_parent(path: &Path) -> io::Result<()> {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => sync_dir(p),
+        _ => sync_dir(Path::new(".")),
+    }
+}
+
+/// Escapes the characters that would break a done-log line.
+fn escape(rel: &str) -> String {
+    let mut s = String::with_capacity(rel.len());
+    for c in rel.chars() {
+        match c {
+            '%' => s.push_str("%25"),
+            '\t' => s.push_str("%09"),
+            '\n' => s.push_str("%0A"),
+            '\r' => s.push_str("%0D"),
+            c => s.push(c),
+        }
+    }
+    s
+}
+
+fn unescape(s: &str) -> Option<String> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('%') {
+        out.push_str(&rest[..i]);
+        let code = rest.get(i + 1..i + 3)?;
+        out.push(match code {
+            "25" => '%',
+            "09" => '\t',
+            "0A" => '\n',
+            "0D" => '\r',
+            _ => return None,
+        });
+        rest = &rest[i + 3..];
+    }
+    out.push_str(rest);
+    Some(out)
+}
+
+fn format_line(rel: &str, id: Ident) -> String {
+    format!("{}\t{}\t{}\t{}\n", escape(rel), id.len, id.mtime_ns, id.ino)
+}
+
+fn parse_line(line: &[u8]) -> Option<(String, Ident)> {
+    let line = std::str::from_utf8(line).ok()?;
+    let mut f = line.split('\t');
+    let rel = unescape(f.next()?)?;
+    let id = Ident {
+        len: f.next()?.parse().ok()?,
+        mtime_ns: f.next()?.parse().ok()?,
+        ino: f.next()?.parse().ok()?,
+    };
+    if f.next().is_some() || rel.is_empty() {
+        return None;
+    }
+    Some((rel, id))
+}
+
+/// Replaces the done-log at `path` with `entries` (temp file, fsync, rename, directory fsync)
+/// and opens it for appending.
+fn write_entries(path: &Path, entries: &HashMap<String, Ident>) -> io::Result<File> {
+    let mut text = String::new();
+    for (rel, id) in entries {
+        text.push_str(&format_line(rel, *id));
+    }
+    let tmp = with_suffix(path, ".tmp");
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    drop(f);
+    fs::rename(&tmp, path)?;
+    sync_parent(path)?;
+    OpenOptions::new().append(true).open(path)
+}
+
+/// The durable record of files that were uploaded but may not have been deleted yet.
+struct DoneLog {
+    path: PathBuf,
+    file: File,
+    entries: HashMap<String, Ident>,
+    /// Lines in the file (including obsolete ones).
+    lines: usize,
+}
+
+impl DoneLog {
+    /// Reads the done-log at `path`, prunes entries whose file under `root` is gone or changed,
+    /// rewrites it atomically (dropping a torn tail) and opens it for appending.
+    fn open(path: &Path, root: &Path) -> io::Result<DoneLog> {
+        let mut entries = HashMap::new();
+        match File::open(path) {
+            Ok(f) => {
+                let mut bytes = Vec::new();
+                f.take(MAX_DONE_LOG).read_to_end(&mut bytes)?;
+                // Only whole lines count: a crash mid-append leaves a torn last line.
+                let whole = bytes
+                    .iter()
+                    .rposition(|b| *b == b'\n')
+                    .map_or(&bytes[..0], |i| &bytes[..i]);
+                let mut bad = 0usize;
+                for line in whole.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+                    match parse_line(line) {
+                        Some((rel, id)) => {
+                            entries.insert(rel, id);
+                        }
+                        None => bad += 1,
+                    }
+                }
+                if bad > 0 {
+                    log::warn!("{}: ignored {bad} unreadable line(s)", path.display());
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        // Keep an entry only while its file is still there, unchanged (or cannot be checked).
+        entries.retain(|rel, id| match fs::metadata(root.join(rel.as_str())) {
+            Ok(m) => Ident::of(&m) == *id,
+            Err(e) => e.kind() != io::ErrorKind::NotFound,
+        });
+        Ok(DoneLog {
+            path: path.to_path_buf(),
+            file: write_entries(path, &entries)?,
+            lines: entries.len(),
+            entries,
+        })
+    }
+
+    /// Rewrites the file with the current entries only.
+    fn rewrite(&mut self) -> io::Result<()> {
+        self.file = write_entries(&self.path, &self.entries)?;
+        self.lines = self.entries.len();
+        Ok(())
+    }
+
+    /// True if `rel` with identity `id` is recorded as uploaded.
+    fn matches(&self, rel: &str, id: Ident) -> bool {
+        self.entries.get(rel) == Some(&id)
+    }
+
+    /// Records durably that `rel` with identity `id` is uploaded.
+    fn record(&mut self, rel: &str, id: Ident) -> io::Result<()> {
+        self.file.write_all(format_line(rel, id).as_bytes())?;
+        self.file.sync_data()?;
+        self.entries.insert(rel.to_string(), id);
+        self.lines += 1;
+        Ok(())
+    }
+
+    /// Drops the entry of `rel` (its file is gone), compacting the file now and then.
+    fn forget(&mut self, rel: &str) {
+        self.entries.remove(rel);
+        if self.lines >= COMPACT_LINES && self.lines > 2 * self.entries.len() {
+            if let Err(e) = self.rewrite() {
+                log::warn!("cannot compact {}: {e}", self.path.display());
+            }
+        }
+    }
+}
+
+/// A file found by a scan.
+struct Found {
+    rel: String,
+    path: PathBuf,
+    id: Ident,
+}
+
+/// True for names the watch leaves alone.
+fn ignored(name: &OsStr) -> bool {
+    let b = name.as_bytes();
+    b.starts_with(b".") || b.ends_with(b".tmp") || b.ends_with(b".part")
+}
+
+/// Lists the candidate files under `dir`. Entries it cannot use go to `bad` with a reason.
+fn walk(
+    dir: &Path,
+    rel_dir: &str,
+    depth: usize,
+    skip: &HashSet<(u64, u64)>,
+    out: &mut Vec<Found>,
+    bad: &mut Vec<(PathBuf, String)>,
+) -> io::Result<()> {
+    for entry in fs::read_dir(dir)? {
+        let Ok(entry) = entry else { continue };
+        let name = entry.file_name();
+        if ignored(&name) {
+            continue;
+        }
+        let path = entry.path();
+        let Ok(ft) = entry.file_type() else { continue };
+        // Links are followed to files only, so a link cannot make the scan loop.
+        let meta = if ft.is_symlink() {
+            fs::metadata(&path)
+        } else {
+            entry.metadata()
+        };
+        let Ok(meta) = meta else { continue };
+        if meta.is_dir() && ft.is_symlink() {
+            continue;
+        }
+        let Some(name) = name.to_str() else {
+            bad.push((
+                path,
+                "the name is not valid UTF-8, so it cannot be an object key".into(),
+            ));
+            continue;
+        };
+        let rel = if rel_dir.is_empty() {
+            name.to_string()
+        } else {
+            format!("{rel_dir}/{name}")
+        };
+        if meta.is_dir() {
+            if skip.contains(&(meta.dev(), meta.ino())) {
+                continue;
+            }
+            if depth >= MAX_DEPTH {
+                bad.push((path, format!("more than {MAX_DEPTH} directory levels deep")));
+                continue;
+            }
+            if let Err(e) = walk(&path, &rel, depth + 1, skip, out, bad) {
+                bad.push((path, format!("cannot read the directory: {e}")));
+            }
+        } else {
+            out.push(Found {
+                rel,
+                path,
+                id: Ident::of(&meta),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// What the watch knows about one file.
+struct Tracked {
+    path: PathBuf,
+    id: Ident,
+    /// When this identity was first seen (monotonic).
+    since: Instant,
+    /// Its modification time was already `settle` old when first seen.
+    old_at_sight: bool,
+    /// The done-log says this version is uploaded: only delete or move it.
+    uploaded: bool,
+    /// Not tried before this (after a failure, or while locked elsewhere).
+    retry_at: Option<Instant>,
+    /// Wait after the next failure.
+    backoff: Duration,
+    /// `--once`: failed in this run, not tried again.
+    failed: bool,
+}
+
+/// The watch loop's state.
+struct Watcher {
+    cfg: Config,
+    root: PathBuf,
+    target: Target,
+    settle: Duration,
+    poll: Duration,
+    once: bool,
+    done_dir: Option<PathBuf>,
+    quiet: bool,
+    skip: HashSet<(u64, u64)>,
+    done: DoneLog,
+    tracked: BTreeMap<String, Tracked>,
+    /// `--once`: the files of the first scan.
+    once_set: Option<HashSet<String>>,
+    /// Paths already warned about (unusable names, unreadable directories).
+    warned: HashSet<PathBuf>,
+    /// `--once`: files that failed in this run.
+    failures: usize,
+    /// The last scan of DIR itself failed (logged once until it recovers).
+    scan_failing: bool,
+}
+
+fn show(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{:.1}s", d.as_secs_f64())
+    }
+}
+
+fn run(
+    mut cfg: Config,
+    dir: &Path,
+    dest: &str,
+    args: &WatchArgs,
+    quiet: bool,
+) -> Result<u8, Fatal> {
+    let usage = |m: String| Fatal::new(m, "see ossup --help", exit::USAGE);
+    let settle = parse_secs("--settle", args.settle.as_deref(), DEFAULT_SETTLE)?;
+    let poll = parse_secs("--poll", args.poll.as_deref(), DEFAULT_POLL)?.max(MIN_POLL);
+    let target = Target::parse(dest).map_err(usage)?;
+    let root = match fs::metadata(dir) {
+        Ok(m) if m.is_dir() => fs::canonicalize(dir).map_err(|e| {
+            Fatal::new(
+                format!("cannot resolve {}: {e}", dir.display()),
+                "",
+                exit::NOINPUT,
+            )
+        })?,
+        Ok(_) => {
+            return Err(Fatal::new(
+                format!("{} is not a directory", dir.display()),
+                "check the path",
+                exit::NOINPUT,
+            ))
+        }
+        Err(e) => {
+            return Err(Fatal::new(
+                format!("cannot open {}: {e}", dir.display()),
+                "check the path",
+                exit::NOINPUT,
+            ))
+        }
+    };
+    if cfg.wait_for_lock {
+        log::info!(
+            "--wait does not apply to watch: files locked by another ossup are retried later"
+        );
+        cfg.wait_for_lock = false;
+    }
+    let ckpt = cfg.checkpoint_dir.clone();
+    let ckpt_err = |e: io::Error| {
+        Fatal::new(
+            format!("checkpoint dir {} unusable: {e}", ckpt.display()),
+            "make the checkpoint dir writable (--checkpoint-dir)",
+            exit::CANTCREAT,
+        )
+    };
+    ossup::io::journal::ensure_dir(&ckpt).map_err(ckpt_err)?;
+
+    // One done-log (and one watcher) per directory and destination.
+    let mut h = Sha256::new();
+    h.update(root.as_os_str().as_bytes());
+    for part in [cfg.endpoint.url().as_str(), &target.bucket, &target.prefix] {
+        h.update([0u8]);
+        h.update(part.as_bytes());
+    }
+    let hex: String = h.finalize()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let done_path = ckpt.join(format!("watch-{hex}.done"));
+    let _lock = match Lock::acquire(&done_path, false) {
+        Ok(l) => l,
+        Err(LockError::Held { pid }) => {
+            let who = pid.map(|p| format!(" (PID {p})")).unwrap_or_default();
+            return Err(Fatal::new(
+                format!(
+                    "another ossup watch{who} is watching {} for this destination",
+                    root.display()
+                ),
+                "stop it first",
+                exit::TEMPFAIL,
+            ));
+        }
+        Err(LockError::Io(e)) => return Err(ckpt_err(e)),
+    };
+
+    let mut skip = HashSet::new();
+    if let Ok(m) = fs::metadata(&ckpt) {
+        skip.insert((m.dev(), m.ino()));
+    }
+    let done_dir = match &args.done_dir {
+        None => None,
+        Some(d) => {
+            fs::create_dir_all(d).map_err(|e| {
+                Fatal::new(
+                    format!("cannot create --done-dir {}: {e}", d.display()),
+                    "check the path",
+                    exit::CANTCREAT,
+                )
+            })?;
+            let d = fs::canonicalize(d).map_err(|e| {
+                Fatal::new(
+                    format!("cannot resolve --done-dir {}: {e}", d.display()),
+                    "check the path",
+                    exit::CANTCREAT,
+                )
+            })?;
+            if d == root {
+                return Err(usage("--done-dir must not be the watched directory".into()));
+            }
+            if let Ok(m) = fs::metadata(&d) {
+                skip.insert((m.dev(), m.ino()));
+            }
+            Some(d)
+        }
+    };
+    let done = DoneLog::open(&done_path, &root).map_err(ckpt_err)?;
+    if !done.entries.is_empty() {
+        log::info!(
+            "{} file(s) were uploaded before a restart; removing them without uploading again",
+            done.entries.len()
+        );
+    }
+    log::info!(
+        "watching {} for oss://{}/{} (settle {}, poll {}, {}; done-log {})",
+        root.display(),
+        target.bucket,
+        target.prefix,
+        show(settle),
+        show(poll),
+        match &done_dir {
+            Some(d) => format!("moving uploaded files to {}", d.display()),
+            None => "deleting uploaded files".to_string(),
+        },
+        done_path.display()
+    );
+    let mut w = Watcher {
+        cfg,
+        root,
+        target,
+        settle,
+        poll,
+        once: args.once,
+        done_dir,
+        quiet,
+        skip,
+        done,
+        tracked: BTreeMap::new(),
+        once_set: None,
+        warned: HashSet::new(),
+        failures: 0,
+        scan_failing: false,
+    };
+    w.run()
+}
+
+impl Watcher {
+    fn run(&mut self) -> Result<u8, Fatal> {
+        let mut deadline = None;
+        loop {
+            if !self.scan() && self.once {
+                return Ok(exit::TEMPFAIL);
+            }
+            let now = Instant::now();
+            let deadline =
+                *deadline.get_or_insert(now + self.settle + ONCE_MARGIN.max(self.poll * 2));
+            let ready = self.ready(now);
+            if !ready.is_empty() {
+                for rel in ready {
+                    self.process(&rel)?;
+                }
+                continue;
+            }
+            if self.once {
+                let pending: Vec<&String> = self
+                    .tracked
+                    .iter()
+                    .filter(|(_, t)| !t.failed)
+                    .map(|(r, _)| r)
+                    .collect();
+                if pending.is_empty() {
+                    return Ok(if self.failures == 0 {
+                        exit::OK
+                    } else {
+                        exit::TEMPFAIL
+                    });
+                }
+                if now >= deadline {
+                    for rel in &pending {
+                        log::error!("{rel}: still changing or locked by another process; not uploaded in this run");
+                    }
+                    return Ok(exit::TEMPFAIL);
+                }
+            }
+            std::thread::sleep(self.sleep_for(now, self.once.then_some(deadline)));
+        }
+    }
+
+    /// How long to sleep before the next scan: the poll interval, or less if a file will be
+    /// due (settled, or its retry time reached) sooner.
+    fn sleep_for(&self, now: Instant, deadline: Option<Instant>) -> Duration {
+        let mut wake = now + self.poll;
+        for t in self.tracked.values().filter(|t| !t.failed) {
+            let settled = if t.uploaded || t.old_at_sight {
+                now
+            } else {
+                t.since + self.settle
+            };
+            let due = t.retry_at.map_or(settled, |r| r.max(settled));
+            if due > now {
+                wake = wake.min(due);
+            }
+        }
+        if let Some(d) = deadline {
+            wake = wake.min(d);
+        }
+        wake.saturating_duration_since(now).max(MIN_POLL)
+    }
+
+    /// Scans DIR and updates what is known about each file; false if DIR cannot be read.
+    fn scan(&mut self) -> bool {
+        let mut found = Vec::new();
+        let mut bad = Vec::new();
+        match walk(&self.root, "", 0, &self.skip, &mut found, &mut bad) {
+            Ok(()) if self.scan_failing => {
+                log::info!("{} is readable again", self.root.display());
+                self.scan_failing = false;
+            }
+            Ok(()) => {}
+            Err(e) => {
+                if !self.scan_failing {
+                    log::error!(
+                        "cannot read {}: {e}; trying again every {}",
+                        self.root.display(),
+                        show(self.poll)
+                    );
+                    self.scan_failing = true;
+                }
+                return false;
+            }
+        }
+        let first = self.once && self.once_set.is_none();
+        for (path, why) in bad {
+            if self.warned.insert(path.clone()) {
+                log::warn!("skipping {}: {why}", path.display());
+                if first {
+                    self.failures += 1;
+                }
+            }
+        }
+        if first {
+            self.once_set = Some(found.iter().map(|f| f.rel.clone()).collect());
+        }
+        let now = Instant::now();
+        let wall = wall_ns();
+        let mut seen = HashSet::with_capacity(found.len());
+        for f in found {
+            if self.once_set.as_ref().is_some_and(|s| !s.contains(&f.rel)) {
+                continue;
+            }
+            seen.insert(f.rel.clone());
+            let uploaded = self.done.matches(&f.rel, f.id);
+            match self.tracked.get_mut(&f.rel) {
+                Some(t) if t.id == f.id && t.path == f.path => {}
+                Some(t) => {
+                    log::debug!("{}: changed; waiting for it to settle", f.rel);
+                    t.path = f.path;
+                    t.id = f.id;
+                    t.since = now;
+                    t.old_at_sight = false;
+                    t.uploaded = uploaded;
+                    t.retry_at = None;
+                    t.backoff = FIRST_BACKOFF;
+                }
+                None => {
+                    let old = f.id.age(wall) >= self.settle;
+                    log::debug!(
+                        "{}: new ({} bytes){}",
+                        f.rel,
+                        f.id.len,
+                        if uploaded {
+                            ", already uploaded"
+                        } else if old {
+                            ", complete"
+                        } else {
+                            ", waiting for it to settle"
+                        }
+                    );
+                    self.tracked.insert(
+                        f.rel,
+                        Tracked {
+                            path: f.path,
+                            id: f.id,
+                            since: now,
+                            old_at_sight: old,
+                            uploaded,
+                            retry_at: None,
+                            backoff: FIRST_BACKOFF,
+                            failed: false,
+                        },
+                    );
+                }
+            }
+        }
+        self.tracked.retain(|rel, _| seen.contains(rel));
+        true
+    }
+
+    /// Files due for upload (or removal), oldest first.
+    fn ready(&self, now: Instant) -> Vec<String> {
+        let mut v: Vec<(i128, &String)> = self
+            .tracked
+            .iter()
+            .filter(|(_, t)| {
+                !t.failed
+                    && t.retry_at.is_none_or(|r| now >= r)
+                    && (t.uploaded || t.old_at_sight || now.duration_since(t.since) >= self.settle)
+            })
+            .map(|(rel, t)| (t.id.mtime_ns, rel))
+            .collect();
+        v.sort();
+        v.into_iter().map(|(_, r)| r.clone()).collect()
+    }
+
+    /// Records a per-file failure: retried after a backoff, or (with `--once`) not at all.
+    fn failed(&mut self, rel: &str, msg: &str) {
+        let Some(t) = self.tracked.get_mut(rel) else {
+            return;
+        };
+        if self.once {
+            t.failed = true;
+            self.failures += 1;
+            log::error!("{msg}");
+        } else {
+            let wait = t.backoff;
+            t.retry_at = Some(Instant::now() + wait);
+            t.backoff = (wait * 2).min(MAX_BACKOFF);
+            log::error!("{msg}; trying again in {}", show(wait));
+        }
+    }
+
+    /// Uploads (or, if already uploaded, removes) one file.
+    fn process(&mut self, rel: &str) -> Result<(), Fatal> {
+        let Some(t) = self.tracked.get(rel) else {
+            return Ok(());
+        };
+        let (path, id) = (t.path.clone(), t.id);
+        // Never read a file that changed since the scan that found it complete.
+        match fs::metadata(&path) {
+            Ok(m) if Ident::of(&m) == id => {}
+            Ok(m) => {
+                self.changed(rel, Ident::of(&m));
+                return Ok(());
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                self.tracked.remove(rel);
+                return Ok(());
+            }
+            Err(e) => {
+                self.failed(rel, &format!("cannot upload {rel}: {e}"));
+                return Ok(());
+            }
+        }
+        if self.tracked.get(rel).is_some_and(|t| t.uploaded) {
+            self.finish(rel);
+            return Ok(());
+        }
+        let dest = match self.target.dest(rel) {
+            Ok(d) => d,
+            Err(e) => {
+                self.failed(rel, &format!("cannot upload {rel}: {e}"));
+                return Ok(());
+            }
+        };
+        log::info!(
+            "uploading {rel} ({} bytes) to oss://{}/{}",
+            id.len,
+            dest.bucket,
+            dest.key
+        );
+        // Progress lines only for multipart uploads; small files just get the log line.
+        let mut bar = progress::Progress::new(self.quiet || id.len < self.cfg.multipart_threshold);
+        let r = ossup::upload_file_blocking(&self.cfg, &path, &dest, &mut |d, t| bar.update(d, t));
+        bar.finish();
+        match r {
+            Ok(u) => {
+                // The object holds the bytes read; is that still what the file holds?
+                match fs::metadata(&path) {
+                    Ok(m) if Ident::of(&m) == id => {}
+                    Ok(m) => {
+                        log::warn!("{rel} changed after it was uploaded; it will be uploaded again once it settles");
+                        self.changed(rel, Ident::of(&m));
+                        return Ok(());
+                    }
+                    Err(e) => {
+                        log::warn!(
+                            "{rel} was uploaded, then became unavailable ({e}); leaving it alone"
+                        );
+                        self.tracked.remove(rel);
+                        return Ok(());
+                    }
+                }
+                self.done.record(rel, id).map_err(|e| {
+                    Fatal::new(
+                        format!(
+                            "cannot record the upload of {rel} in {}: {e}",
+                            self.done.path.display()
+                        ),
+                        "make the checkpoint dir writable (--checkpoint-dir); the file is kept",
+                        exit::CANTCREAT,
+                    )
+                })?;
+                log::info!(
+                    "uploaded {rel} to oss://{}/{} ({} parts, {} resumed, crc64 {})",
+                    dest.bucket,
+                    dest.key,
+                    u.parts,
+                    u.parts_resumed,
+                    u.crc64
+                );
+                if let Some(t) = self.tracked.get_mut(rel) {
+                    t.uploaded = true;
+                }
+                self.finish(rel);
+                Ok(())
+            }
+            Err(Error::Locked { pid, .. }) => {
+                let who = pid.map(|p| format!(" (PID {p})")).unwrap_or_default();
+                log::info!("{rel}: another ossup{who} is uploading it; trying again later");
+                if let Some(t) = self.tracked.get_mut(rel) {
+                    t.retry_at = Some(Instant::now() + self.poll);
+                }
+                Ok(())
+            }
+            Err(e) if matches!(e.exit_code(), exit::CANTCREAT | exit::NOPERM | exit::CONFIG) => {
+                Err(Fatal::new(format!("{rel}: {e}"), e.hint(), e.exit_code()))
+            }
+            Err(e) => {
+                if let Err(gone) = fs::symlink_metadata(&path) {
+                    if gone.kind() == io::ErrorKind::NotFound {
+                        log::info!("{rel} disappeared before it was uploaded");
+                        self.tracked.remove(rel);
+                        return Ok(());
+                    }
+                }
+                if matches!(e, Error::FileChanged { .. }) {
+                    // It is being written again: wait for it to settle anew.
+                    if let Some(t) = self.tracked.get_mut(rel) {
+                        t.since = Instant::now();
+                        t.old_at_sight = false;
+                    }
+                }
+                self.failed(rel, &format!("upload of {rel} failed: {e}"));
+                Ok(())
+            }
+        }
+    }
+
+    /// `rel` has a new identity: it is a new version, to be settled and uploaded again.
+    fn changed(&mut self, rel: &str, id: Ident) {
+        let uploaded = self.done.matches(rel, id);
+        if let Some(t) = self.tracked.get_mut(rel) {
+            t.id = id;
+            t.since = Instant::now();
+            t.old_at_sight = false;
+            t.uploaded = uploaded;
+            t.retry_at = None;
+        }
+    }
+
+    /// Deletes or moves an uploaded file (its done-log line is durable).
+    fn finish(&mut self, rel: &str) {
+        let Some(t) = self.tracked.get(rel) else {
+            return;
+        };
+        let path = t.path.clone();
+        let r = match &self.done_dir {
+            None => fs::remove_file(&path)
+                .and_then(|()| sync_parent(&path))
+                .map(|()| None),
+            Some(d) => {
+                let to = d.join(rel);
+                move_file(&path, &to).map(|()| Some(to))
+            }
+        };
+        match r {
+            Ok(to) => {
+                match to {
+                    Some(to) => log::info!("moved {rel} to {}", to.display()),
+                    None => log::info!("removed {rel}"),
+                }
+                self.tracked.remove(rel);
+                self.done.forget(rel);
+            }
+            Err(e)
+                if e.kind() == io::ErrorKind::NotFound && fs::symlink_metadata(&path).is_err() =>
+            {
+                self.tracked.remove(rel);
+                self.done.forget(rel);
+            }
+            Err(e) => {
+                let what = if self.done_dir.is_some() {
+                    "moved"
+                } else {
+                    "removed"
+                };
+                self.failed(
+                    rel,
+                    &format!("{rel} is uploaded but could not be {what}: {e}"),
+                );
+            }
+        }
+    }
+}
+
+/// Moves `from` to `to` (creating directories), durably; copies when they are on different
+/// file systems.
+fn move_file(from: &Path, to: &Path) -> io::Result<()> {
+    let parent = to.parent().unwrap_or(Path::new("/"));
+    fs::create_dir_all(parent)?;
+    match fs::rename(from, to) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::CrossesDevices => {
+            let name = to.file_name().unwrap_or(OsStr::new("file"));
+            let mut tmp_name = std::ffi::OsString::from(".");
+            tmp_name.push(name);
+            tmp_name.push(".ossup-tmp");
+            let tmp = parent.join(tmp_name);
+            fs::copy(from, &tmp)?;
+            File::open(&tmp)?.sync_all()?;
+            fs::rename(&tmp, to)?;
+            sync_dir(parent)?;
+            fs::remove_file(from)?;
+        }
+        Err(e) => return Err(e),
+    }
+    sync_dir(parent)?;
+    sync_parent(from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn done_log_lines_round_trip() {
+        let id = Ident {
+            len: 12,
+            mtime_ns: 1_700_000_000_123_456_789,
+            ino: 99,
+        };
+        for rel in [
+            "a.bin",
+            "dir/sub/b c.csv",
+            "odd\tname%\n\r.x",
+            "%09",
+            "100%",
+        ] {
+            let line = format_line(rel, id);
+            assert_eq!(line.matches('\n').count(), 1, "{line:?}");
+            assert!(line.ends_with('\n'));
+            assert_eq!(
+                parse_line(line.trim_end_matches('\n').as_bytes()),
+                Some((rel.to_string(), id))
+            );
+        }
+        for bad in [
+            "",
+            "a\t1\t2",
+            "a\t1\t2\t3\t4",
+            "a\tx\t2\t3",
+            "a%zz\t1\t2\t3",
+            "a%2\t1\t2\t3",
+            "\t1\t2\t3",
+        ] {
+            assert_eq!(parse_line(bad.as_bytes()), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn targets() {
+        let t = Target::parse("oss://bkt/in/").unwrap();
+        assert_eq!((t.bucket.as_str(), t.prefix.as_str()), ("bkt", "in/"));
+        assert_eq!(t.dest("a/b.csv").unwrap().key, "in/a/b.csv");
+        let t = Target::parse("oss://bkt").unwrap();
+        assert_eq!(t.prefix, "");
+        assert_eq!(t.dest("x").unwrap().key, "x");
+        assert_eq!(Target::parse("s3://bkt/").unwrap().prefix, "");
+        assert_eq!(
+            Target::parse("oss://bkt/p-")
+                .unwrap()
+                .dest("f")
+                .unwrap()
+                .key,
+            "p-f"
+        );
+        for bad in [
+            "bkt/x",
+            "oss://B_kt/",
+            "oss://ab/",
+            "oss://bkt//x",
+            "http://bkt/",
+        ] {
+            assert!(Target::parse(bad).is_err(), "{bad}");
+        }
+        assert!(t.dest(&"k".repeat(1024)).is_err());
+    }
+
+    #[test]
+    fn ignored_names() {
+        for n in [".hidden", "x.tmp", "x.part", ".", "a.b.part"] {
+            assert!(ignored(OsStr::new(n)), "{n}");
+        }
+        for n in ["x", "x.tmp.csv", "part", "tmp", "a.partial"] {
+            assert!(!ignored(OsStr::new(n)), "{n}");
+        }
+    }
+
+    #[test]
+    fn seconds() {
+        assert_eq!(
+            parse_secs("--settle", None, DEFAULT_SETTLE).ok(),
+            Some(DEFAULT_SETTLE)
+        );
+        assert_eq!(
+            parse_secs("--settle", Some("0.5"), DEFAULT_SETTLE).ok(),
+            Some(Duration::from_millis(500))
+        );
+        assert_eq!(
+            parse_secs("--poll", Some("2"), DEFAULT_POLL).ok(),
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(
+            parse_secs("--poll", Some("250ms"), DEFAULT_POLL).ok(),
+            Some(Duration::from_millis(250))
+        );
+        for bad in ["-1", "x", "NaN", "inf", "1e99", ""] {
+            assert!(
+                parse_secs("--poll", Some(bad), DEFAULT_POLL).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    /// A fresh directory under the system temp dir, removed on drop.
+    struct Tmp(PathBuf);
+
+    impl Tmp {
+        fn new(tag: &str) -> Tmp {
+            let p =
+                std::env::temp_dir().join(format!("ossup-watch-unit-{tag}-{}", std::process::id()));
+            let _ = fs::remove_dir_all(&p);
+            fs::create_dir_all(&p).unwrap();
+            Tmp(p)
+        }
+    }
+
+    impl Drop for Tmp {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn done_log_prunes_on_open_and_compacts() {
+        let t = Tmp::new("donelog");
+        let root = t.0.join("spool");
+        fs::create_dir_all(root.join("d")).unwrap();
+        fs::write(root.join("d/kept.bin"), b"12345").unwrap();
+        fs::write(root.join("other.bin"), b"xy").unwrap();
+        let kept = Ident::of(&fs::metadata(root.join("d/kept.bin")).unwrap());
+        let mut other = Ident::of(&fs::metadata(root.join("other.bin")).unwrap());
+        other.len += 1; // the file was replaced since
+        let gone = Ident {
+            len: 1,
+            mtime_ns: 2,
+            ino: 3,
+        };
+        let log = t.0.join("w.done");
+        let text = format_line("gone.bin", gone)
+            + &format_line("d/kept.bin", kept)
+            + &format_line("other.bin", other);
+        fs::write(&log, text + "torn\t1").unwrap();
+
+        let mut d = DoneLog::open(&log, &root).unwrap();
+        assert!(d.matches("d/kept.bin", kept));
+        assert!(!d.matches("other.bin", other) && !d.matches("gone.bin", gone));
+        assert_eq!(d.entries.len(), 1);
+        assert_eq!(
+            fs::read_to_string(&log).unwrap(),
+            format_line("d/kept.bin", kept)
+        );
+        assert!(!with_suffix(&log, ".tmp").exists());
+
+        // Appends are whole lines that a reopen reads back.
+        let mut id = Ident {
+            len: 7,
+            mtime_ns: 8,
+            ino: 9,
+        };
+        d.record("x.bin", id).unwrap();
+        assert!(d.matches("x.bin", id));
+        drop(d);
+        fs::write(root.join("x.bin"), b"1234567").unwrap();
+        id = Ident::of(&fs::metadata(root.join("x.bin")).unwrap());
+        let mut d = DoneLog::open(&log, &root).unwrap();
+        assert!(
+            !d.matches(
+                "x.bin",
+                Ident {
+                    len: 7,
+                    mtime_ns: 8,
+                    ino: 9
+                }
+            ),
+            "other identity kept"
+        );
+        d.record("x.bin", id).unwrap();
+        d.forget("x.bin");
+        assert!(!d.matches("x.bin", id));
+
+        // Forgotten lines stay until the log is long enough to be worth compacting.
+        for i in 0..COMPACT_LINES {
+            let rel = format!("f{i}");
+            d.record(&rel, gone).unwrap();
+            d.forget(&rel);
+        }
+        let lines = fs::read_to_string(&log).unwrap().lines().count();
+        assert!(lines < COMPACT_LINES, "not compacted: {lines} lines");
+        assert!(d.matches("d/kept.bin", kept));
+        // After compaction, appends go to the new file.
+        d.record("late.bin", gone).unwrap();
+        assert!(fs::read_to_string(&log).unwrap().contains("late.bin\t"));
+    }
+
+    #[test]
+    fn age_is_never_negative() {
+        let id = Ident {
+            len: 0,
+            mtime_ns: 5_000_000_000,
+            ino: 1,
+        };
+        assert_eq!(id.age(7_000_000_000), Duration::from_secs(2));
+        assert_eq!(id.age(1_000_000_000), Duration::ZERO);
+    }
 }

@@ -85,6 +85,9 @@ pub struct Params {
     pub retry_for_ms: Option<u64>,
     /// Seed for backoff jitter.
     pub seed: u64,
+    /// Before a fresh upload, ask HeadObject whether the object already holds exactly this
+    /// file (set when another process held this upload's lock a moment ago).
+    pub check_existing: bool,
 }
 
 impl Params {
@@ -112,6 +115,7 @@ impl Params {
             backoff: Backoff::default(),
             retry_for_ms: None,
             seed: 1,
+            check_existing: false,
         }
     }
 }
@@ -142,6 +146,8 @@ pub enum Action {
     /// Replace the journal atomically with a fresh one (current identity, these records),
     /// then report [`Event::Persisted`].
     ResetJournal(Vec<Record>),
+    /// Compute the CRC-64 of the whole local file, then report [`Event::FileDigest`].
+    DigestFile,
     /// Compute CRC-64 and MD5 of local part `n`, then report [`Event::Digest`].
     Digest {
         /// Part number.
@@ -232,6 +238,11 @@ pub enum Event {
     },
     /// The last Persist or ResetJournal is durable.
     Persisted,
+    /// CRC-64 of the whole local file.
+    FileDigest {
+        /// CRC-64.
+        crc64: u64,
+    },
     /// Digests of local part `n`.
     Digest {
         /// Part number.
@@ -320,6 +331,8 @@ enum Phase {
     Checking,
     /// Single PutObject.
     Putting,
+    /// HeadObject before a fresh upload, to find an object another process just finished.
+    Probing,
     /// Done was returned.
     Finished,
 }
@@ -381,6 +394,10 @@ pub struct Upload {
     parts_resumed: u32,
     rng: u64,
     outcome: Option<Result<Uploaded, GiveUp>>,
+    /// The object found while probing, waiting for the local file's CRC-64.
+    probed: Option<HeadInfo>,
+    /// A DigestFile action is due.
+    digest_file: bool,
 }
 
 impl Upload {
@@ -416,9 +433,12 @@ impl Upload {
             parts_resumed: 0,
             rng: p.seed | 1,
             outcome: None,
+            probed: None,
+            digest_file: false,
             p,
         };
         let same = replay.as_ref().is_some_and(|r| r.identity == up.p.identity);
+        let had_replay = replay.is_some();
         let mut old_upload = None;
         if let Some(r) = replay {
             let mut aborted = Vec::new();
@@ -469,20 +489,32 @@ impl Upload {
             }
             up.journal_parts.clear();
             up.completing_recorded = false;
-            if up.p.multipart {
-                up.fresh_journal();
+            if up.p.check_existing && !had_replay {
+                // Another process held this upload a moment ago and left no journal: it has
+                // probably finished. Look before sending anything.
+                up.phase = Phase::Probing;
+                up.schedule(Call::HeadObject, 0);
             } else {
-                up.phase = Phase::Putting;
-                // Single PUTs keep no journal, so abandoned uploads are aborted right away
-                // (best effort) before the PUT.
-                for id in up.pending_aborts.clone() {
-                    up.schedule(Call::Abort { upload_id: id }, 0);
-                }
-                let len = up.p.geometry.file_len;
-                up.schedule(Call::PutObject { len }, 0);
+                up.begin();
             }
         }
         up
+    }
+
+    /// Starts a fresh upload: a new journal then Initiate, or a single PUT.
+    fn begin(&mut self) {
+        if self.p.multipart {
+            self.fresh_journal();
+        } else {
+            self.phase = Phase::Putting;
+            // Single PUTs keep no journal, so abandoned uploads are aborted right away
+            // (best effort) before the PUT.
+            for id in self.pending_aborts.clone() {
+                self.schedule(Call::Abort { upload_id: id }, 0);
+            }
+            let len = self.p.geometry.file_len;
+            self.schedule(Call::PutObject { len }, 0);
+        }
     }
 
     /// Seconds to add to the local clock when signing (learned from the server, or replayed).
@@ -623,6 +655,10 @@ impl Upload {
             self.persist_outstanding = Some(after);
             return Action::Persist(rec);
         }
+        if self.digest_file {
+            self.digest_file = false;
+            return Action::DigestFile;
+        }
         if self.phase == Phase::Verifying {
             if let Some(n) = self.parts.iter().position(|p| matches!(p, Part::Verify(_))) {
                 // Digests are computed one at a time; Verify parts turn into Done or Todo.
@@ -727,6 +763,21 @@ impl Upload {
         match event {
             Event::Persisted => self.on_persisted(),
             Event::Digest { n, crc64, md5 } => self.on_digest(n, crc64, md5),
+            Event::FileDigest { crc64 } => {
+                let Some(h) = self.probed.take() else { return };
+                if h.crc64 == Some(crc64) {
+                    let etag = h.etag.unwrap_or_default();
+                    let parts = self.p.geometry.count();
+                    self.finish(Ok(Uploaded {
+                        etag,
+                        crc64,
+                        parts,
+                        parts_resumed: parts,
+                    }));
+                } else {
+                    self.begin();
+                }
+            }
             Event::Failed {
                 id,
                 failure,
@@ -746,7 +797,10 @@ impl Upload {
                     | Event::Completed { id, .. }
                     | Event::Aborted { id }
                     | Event::Head { id, .. } => *id,
-                    Event::Persisted | Event::Digest { .. } | Event::Failed { .. } => return,
+                    Event::Persisted
+                    | Event::Digest { .. }
+                    | Event::FileDigest { .. }
+                    | Event::Failed { .. } => return,
                 };
                 // Answers to calls from an abandoned generation (after a restart) are stale.
                 let Some(pending) = self.in_flight.remove(&id) else {
@@ -879,6 +933,16 @@ impl Upload {
                         self.finish(Err(GiveUp::DataMismatch { local, server }))
                     }
                     _ => self.finish(Ok(self.uploaded(etag, local))),
+                }
+            }
+            (Call::HeadObject, Event::Head { found, .. }) if self.phase == Phase::Probing => {
+                match found {
+                    // Only a CRC-64 can prove the object is this file without downloading it.
+                    Some(h) if h.len == self.p.geometry.file_len && h.crc64.is_some() => {
+                        self.probed = Some(h);
+                        self.digest_file = true;
+                    }
+                    _ => self.begin(),
                 }
             }
             (Call::HeadObject, Event::Head { found, .. }) => {

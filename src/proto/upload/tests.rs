@@ -848,6 +848,14 @@ fn simulate(c: &SimConfig) -> SimResult {
                     journal = checkpoint::encode_journal(&p.identity, &records);
                     up.handle(Event::Persisted, now);
                 }
+                Action::DigestFile => {
+                    up.handle(
+                        Event::FileDigest {
+                            crc64: crc64::update(0, &file),
+                        },
+                        now,
+                    );
+                }
                 Action::Digest { n } => {
                     let (off, len) = p.geometry.part(n);
                     let d = &file[off as usize..(off + len) as usize];
@@ -1194,4 +1202,61 @@ fn crashes_really_happen_in_simulations() {
     });
     assert!(r.crashes >= 3, "{} crashes", r.crashes);
     assert!(r.bytes_received >= 1200);
+}
+
+#[test]
+fn after_waiting_for_a_lock_an_identical_object_is_not_uploaded_again() {
+    let file = file_bytes(300, 5);
+    let mut p = params(300, 100, 1);
+    p.check_existing = true;
+    let crc = crc64::update(0, &file);
+    let mut up = Upload::new(p.clone(), None);
+    let (id, call) = expect_call(up.poll_action(0));
+    assert_eq!(call, Call::HeadObject, "probe before anything else");
+    let found = HeadInfo {
+        len: 300,
+        crc64: Some(crc),
+        etag: Some("\"E-3\"".into()),
+    };
+    up.handle(
+        Event::Head {
+            id,
+            found: Some(found.clone()),
+        },
+        0,
+    );
+    assert_eq!(up.poll_action(0), Action::DigestFile);
+    up.handle(Event::FileDigest { crc64: crc }, 0);
+    let Action::Done(Ok(u)) = up.poll_action(0) else {
+        panic!()
+    };
+    assert_eq!((u.crc64, u.parts_resumed), (crc, 3));
+
+    // Another object (different CRC): upload normally, starting with a fresh journal.
+    let mut up = Upload::new(p.clone(), None);
+    let (id, _) = expect_call(up.poll_action(0));
+    up.handle(
+        Event::Head {
+            id,
+            found: Some(found.clone()),
+        },
+        0,
+    );
+    assert_eq!(up.poll_action(0), Action::DigestFile);
+    up.handle(Event::FileDigest { crc64: crc ^ 1 }, 0);
+    assert_eq!(up.poll_action(0), Action::ResetJournal(vec![]));
+
+    // No object, or one without a CRC-64 (cannot be proven equal): upload.
+    for found in [
+        None,
+        Some(HeadInfo {
+            crc64: None,
+            ..found
+        }),
+    ] {
+        let mut up = Upload::new(p.clone(), None);
+        let (id, _) = expect_call(up.poll_action(0));
+        up.handle(Event::Head { id, found }, 0);
+        assert_eq!(up.poll_action(0), Action::ResetJournal(vec![]));
+    }
 }
