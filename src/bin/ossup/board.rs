@@ -44,6 +44,9 @@ pub fn locate(name_or_path: &str) -> Result<PathBuf, String> {
     if p.is_file() {
         return Ok(p.to_path_buf());
     }
+    if name_or_path.contains('/') || name_or_path.ends_with(".toml") {
+        return Err(format!("board file {name_or_path} not found"));
+    }
     let file = format!("{name_or_path}.toml");
     let mut dirs: Vec<PathBuf> = Vec::new();
     if let Some(d) = std::env::var_os("OSSUP_BOARD_DIR") {

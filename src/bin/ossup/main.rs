@@ -71,7 +71,16 @@ fn fail(msg: &str, hint: &str, code: u8) -> ExitCode {
 fn build_fail(e: BuildError) -> ExitCode {
     match e {
         BuildError::Usage(m) => fail(&m, "see ossup --help", exit::USAGE),
-        BuildError::Config(m) => fail(&m, "", exit::CONFIG),
+        BuildError::Config(m) => {
+            let hint = if m.contains("credentials") {
+                "export them in the environment (see ossup --help)"
+            } else if m.contains("board") {
+                "fix the board config, or pass the value as a flag"
+            } else {
+                "fix the configuration"
+            };
+            fail(&m, hint, exit::CONFIG)
+        }
     }
 }
 
@@ -178,7 +187,7 @@ fn status(dir: &Path) -> ExitCode {
         Err(e) => {
             return fail(
                 &format!("cannot read {}: {e}", dir.display()),
-                "",
+                "check --checkpoint-dir",
                 exit::CANTCREAT,
             )
         }
@@ -340,7 +349,11 @@ fn serve(s: args::ServeArgs) -> ExitCode {
     };
     match ossup::serve::run(o) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => fail(&format!("serve: {e}"), "", exit::CONFIG),
+        Err(e) => fail(
+            &format!("serve: {e}"),
+            "check the directory, --listen address and TLS files",
+            exit::CONFIG,
+        ),
     }
 }
 
