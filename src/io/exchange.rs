@@ -27,7 +27,7 @@ use super::conn::Conn;
 use super::source::Source;
 use crate::proto::rate::TokenBucket;
 use crate::proto::response::{self, BodyDecoder, ParseError, ResponseHead};
-use crate::proto::retry::Failure;
+use crate::proto::retry::{self, Failure};
 
 /// The body of a request.
 #[derive(Debug, Clone, Copy)]
@@ -133,14 +133,20 @@ pub async fn exchange(
     }
     let sent = send(conn, buf, head_len, body, opts, progress).await;
     match sent {
-        Ok(crc) => Ok((read_response(conn, buf, opts).await?, crc)),
+        Ok(crc) => {
+            // The body may still be draining through buffers on a slow link: the first answer
+            // byte gets the extra time the core allows for that.
+            let ms = retry::response_wait_ms(opts.idle.as_millis() as u64, body_len(&body));
+            let head_wait = Duration::from_millis(ms);
+            Ok((read_response(conn, buf, opts, head_wait).await?, crc))
+        }
         Err(f @ (Failure::Reset | Failure::Tls)) => {
             // The server may have answered early and closed; see the module docs.
             let quick = ExchangeOpts {
                 idle: opts.idle.min(Duration::from_secs(2)),
                 ..*opts
             };
-            match read_response(conn, buf, &quick).await {
+            match read_response(conn, buf, &quick, quick.idle).await {
                 Ok(mut r) if r.head.status >= 300 => {
                     log::debug!("server answered {} before the body was sent", r.head.status);
                     r.head.keep_alive = false;
@@ -150,6 +156,15 @@ pub async fn exchange(
             }
         }
         Err(f) => Err(f),
+    }
+}
+
+/// Bytes in a request body.
+fn body_len(body: &BodySource<'_>) -> u64 {
+    match body {
+        BodySource::None => 0,
+        BodySource::Bytes(b) => b.len() as u64,
+        BodySource::File { len, .. } => *len,
     }
 }
 
@@ -236,6 +251,7 @@ async fn read_response(
     conn: &mut Conn,
     buf: &mut [u8],
     opts: &ExchangeOpts<'_>,
+    head_wait: Duration,
 ) -> Result<Response, Failure> {
     let idle = opts.idle;
     let mut filled = 0usize;
@@ -258,7 +274,8 @@ async fn read_response(
         if filled == buf.len() {
             return Err(Failure::Malformed);
         }
-        let n = conn.read(&mut buf[filled..], idle).await?;
+        let wait = if filled == 0 { head_wait } else { idle };
+        let n = conn.read(&mut buf[filled..], wait).await?;
         if n == 0 {
             return Err(Failure::Reset);
         }

@@ -208,6 +208,25 @@ pub fn is_credentials_problem(failure: &Failure) -> bool {
     }
 }
 
+/// The slowest link rate (bytes per second) ossup is built to finish on. Used only to bound
+/// how long an answer may take to start (see [`response_wait_ms`]).
+pub const FLOOR_RATE: u64 = 16 * 1024;
+/// The most request bytes a path may accept (acknowledge) without having delivered them yet:
+/// the kernel's send buffer, a carrier's TCP proxy, a modem's queue.
+pub const MAX_PARKED: u64 = 4 << 20;
+
+/// How long to wait for the first byte of a response after the last byte of a request body of
+/// `body_len` bytes was handed to the kernel.
+///
+/// The idle timeout alone is wrong here: on a slow link the kernel (or a middlebox) accepts a
+/// whole part at once, so the last write returns early and the server only sees the end of
+/// the body after it drained through the link. Nothing on the client shows that draining as
+/// progress, so the wait allows for it: `idle + min(body_len, MAX_PARKED) / FLOOR_RATE`.
+pub fn response_wait_ms(idle_ms: u64, body_len: u64) -> u64 {
+    let drain = body_len.min(MAX_PARKED).saturating_mul(1000) / FLOOR_RATE;
+    idle_ms.saturating_add(drain)
+}
+
 /// Capped exponential backoff with caller-supplied jitter ("equal jitter": at least half of
 /// the bound, so that a retry storm still spreads out but never fires at once).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -255,6 +274,17 @@ impl Backoff {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn response_wait_allows_a_parked_body_to_drain() {
+        assert_eq!(response_wait_ms(5000, 0), 5000);
+        // 100 KiB parked at 16 KiB/s drains in 6.25 s: a 20 KB/s link delivers it in time.
+        assert_eq!(response_wait_ms(5000, 100 * 1024), 5000 + 6250);
+        assert!(response_wait_ms(5000, 100 * 1024) > 100 * 1024 * 1000 / 20_000);
+        // Capped: a huge part cannot make a dead connection linger for hours.
+        assert_eq!(response_wait_ms(30_000, 5 << 30), 30_000 + 256_000);
+        assert_eq!(response_wait_ms(u64::MAX, u64::MAX), u64::MAX);
+    }
+
     use super::*;
     use proptest::prelude::*;
 
