@@ -727,7 +727,10 @@ fn to_event(shared: &Shared<'_>, id: u64, call: &Call, resp: Response, local_crc
                     etag: h.etag().map(str::to_string),
                 }),
             },
-            Call::ListUploads { .. } => malformed(),
+            Call::ListUploads { .. } => match xml::parse_list_uploads(&resp.body) {
+                Ok(page) => Event::UploadsListed { id, page },
+                Err(_) => malformed(),
+            },
         }
         .with_id(id);
     }

@@ -285,6 +285,10 @@ pub enum Record {
         /// Upload id.
         upload_id: String,
     },
+    /// InitiateMultipartUpload is about to be sent (or was sent and its answer lost). Two of
+    /// these, or one without a later `Started`, mean the server may hold an upload this journal
+    /// never learned the id of: the next run sweeps ListMultipartUploads for the key.
+    Initiating,
 }
 
 /// Why a journal cannot be used at all (a torn *tail* is not an error: see [`Replay::valid_len`]).
@@ -562,6 +566,7 @@ mod tests {
             any::<i64>().prop_map(|secs| Record::ClockOffset { secs }),
             ".{0,48}".prop_map(|upload_id| Record::AbortPending { upload_id }),
             ".{0,48}".prop_map(|upload_id| Record::Aborted { upload_id }),
+            Just(Record::Initiating),
         ]
     }
 
@@ -986,7 +991,7 @@ mod tests {
             frame_with(&non_minimal, non_minimal.len() as u32),
             frame_with(&trailing, trailing.len() as u32),
             frame_with(&bad_flags, bad_flags.len() as u32),
-            frame_with(&[0x06], 1),             // unknown Record variant
+            frame_with(&[0x07], 1),             // unknown Record variant
             frame_with(&[0x00, 0x05, b'a'], 3), // string longer than the payload
             frame_with(&[0x00, 0x01, 0xff], 3), // invalid UTF-8
             frame_with(&[], 0),                 // empty payload

@@ -53,7 +53,7 @@ use crate::proto::crc64;
 use crate::proto::geometry::Geometry;
 use crate::proto::request::Call;
 use crate::proto::retry::{self, Backoff, Failure, Verdict};
-use crate::proto::xml::{ListedPart, PartsPage};
+use crate::proto::xml::{ListedPart, PartsPage, UploadsPage};
 use crate::proto::Op;
 
 use reconcile::{JournalPart, Plan};
@@ -212,6 +212,13 @@ pub enum Event {
         /// The server's CRC-64 of the whole object, when sent.
         server_crc: Option<u64>,
     },
+    /// A ListMultipartUploads page (uploads under the key's prefix).
+    UploadsListed {
+        /// Call id.
+        id: u64,
+        /// The page.
+        page: UploadsPage,
+    },
     /// Abort succeeded (or the upload was already gone).
     Aborted {
         /// Call id.
@@ -353,6 +360,8 @@ enum AfterPersist {
     Nothing,
     /// A fresh journal exists.
     JournalReset,
+    /// `Initiating` is durable: send Initiate.
+    Initiate,
     /// `Started` is durable: start sending.
     Started,
     /// The `PartDone` record of part `n` is durable.
@@ -394,6 +403,15 @@ pub struct Upload {
     parts_resumed: u32,
     rng: u64,
     outcome: Option<Result<Uploaded, GiveUp>>,
+    /// The server may hold an upload of this key that no journal names (an Initiate whose
+    /// answer was lost): list and abort strays once our own upload id is durable.
+    sweep_needed: bool,
+    /// A ListMultipartUploads sweep is under way.
+    sweeping: bool,
+    /// Sweep pages fetched.
+    sweep_pages: u32,
+    /// A successful result held back until abandoned uploads are aborted.
+    deferred: Option<Uploaded>,
     /// The object found while probing, waiting for the local file's CRC-64.
     probed: Option<HeadInfo>,
     /// A DigestFile action is due.
@@ -435,17 +453,25 @@ impl Upload {
             outcome: None,
             probed: None,
             digest_file: false,
+            sweep_needed: false,
+            sweeping: false,
+            sweep_pages: 0,
+            deferred: None,
             p,
         };
         let same = replay.as_ref().is_some_and(|r| r.identity == up.p.identity);
         let had_replay = replay.is_some();
         let mut old_upload = None;
+        let mut initiating = 0u32;
+        let mut started = 0u32;
         if let Some(r) = replay {
             let mut aborted = Vec::new();
             for rec in r.records {
                 match rec {
+                    Record::Initiating => initiating += 1,
                     Record::Started { upload_id } => {
                         // A new Started supersedes everything recorded for an older upload.
+                        started += 1;
                         old_upload = Some(upload_id);
                         up.journal_parts.clear();
                         up.completing_recorded = false;
@@ -467,9 +493,15 @@ impl Upload {
             up.pending_aborts.retain(|id| !aborted.contains(id));
         }
         if same && up.p.multipart {
+            // Every Initiate is preceded by an Initiating record; one more than the uploads
+            // we know of means an upload may exist that only the server knows.
+            up.sweep_needed = initiating > started;
             if let Some(id) = old_upload {
                 up.upload_id = Some(id);
                 up.start_listing();
+                if up.sweep_needed {
+                    up.start_sweep();
+                }
                 // Uploads abandoned earlier are aborted alongside (best effort; their
                 // AbortPending records stay until an abort succeeds).
                 for id in up.pending_aborts.clone() {
@@ -580,6 +612,12 @@ impl Upload {
                 upload_id: id.clone(),
             });
         }
+        if self.sweep_needed || self.sweeping {
+            // Keep the doubt about a stray upload across the reset (see `Record::Initiating`).
+            records.push(Record::Initiating);
+            self.sweep_needed = true;
+            self.sweeping = false;
+        }
         self.reset_journal = Some(records);
     }
 
@@ -587,8 +625,7 @@ impl Upload {
         self.phase = Phase::Listing;
         self.listed.clear();
         self.pages = 0;
-        self.in_flight.clear();
-        self.scheduled.clear();
+        self.drop_foreground();
         let upload_id = self.upload_id.clone().unwrap_or_default();
         self.schedule(
             Call::ListParts {
@@ -606,7 +643,37 @@ impl Upload {
             self.schedule(Call::Abort { upload_id: id }, 0);
         } else {
             self.phase = Phase::Initiating;
-            self.schedule(Call::Initiate, 0);
+            self.persist_queue
+                .push_back((Record::Initiating, AfterPersist::Initiate));
+        }
+    }
+
+    fn start_sweep(&mut self) {
+        self.sweep_needed = false;
+        self.sweeping = true;
+        self.sweep_pages = 0;
+        let call = Call::ListUploads {
+            key_marker: String::new(),
+            upload_id_marker: String::new(),
+        };
+        self.schedule(call, 0);
+    }
+
+    /// Finishes with `u` now, or once abandoned uploads are aborted and the sweep is done.
+    fn succeed(&mut self, u: Uploaded) {
+        if self.pending_aborts.is_empty() && !self.sweeping {
+            self.finish(Ok(u));
+        } else {
+            self.deferred = Some(u);
+        }
+    }
+
+    /// Releases a deferred success once nothing is left to clean up.
+    fn maybe_release(&mut self) {
+        if self.pending_aborts.is_empty() && !self.sweeping {
+            if let Some(u) = self.deferred.take() {
+                self.finish(Ok(u));
+            }
         }
     }
 
@@ -619,6 +686,30 @@ impl Upload {
                 skewed: false,
             },
         ));
+    }
+
+    /// Cleanup calls (aborting abandoned uploads, sweeping for strays) that run beside the
+    /// upload and survive its restarts and relistings.
+    fn is_background(call: &Call) -> bool {
+        matches!(call, Call::Abort { .. } | Call::ListUploads { .. })
+    }
+
+    /// Forgets outstanding and scheduled upload calls (their answers become stale), keeping
+    /// the background cleanup calls.
+    fn drop_foreground(&mut self) {
+        self.in_flight.retain(|_, p| Self::is_background(&p.call));
+        self.scheduled.retain(|(_, p)| Self::is_background(&p.call));
+    }
+
+    /// True while an upload call (not a cleanup call) is outstanding or scheduled.
+    fn foreground_busy(&self) -> bool {
+        self.in_flight
+            .values()
+            .any(|p| !Self::is_background(&p.call))
+            || self
+                .scheduled
+                .iter()
+                .any(|(_, p)| !Self::is_background(&p.call))
     }
 
     fn finish(&mut self, r: Result<Uploaded, GiveUp>) {
@@ -669,10 +760,7 @@ impl Upload {
         }
         if self.phase == Phase::Uploading {
             self.fill_parts();
-            if self.in_flight.is_empty()
-                && self.scheduled.is_empty()
-                && self.parts.iter().all(|p| matches!(p, Part::Done(_)))
-            {
+            if !self.foreground_busy() && self.parts.iter().all(|p| matches!(p, Part::Done(_))) {
                 self.phase = Phase::Completing;
                 if self.completing_recorded {
                     self.send_complete();
@@ -796,6 +884,7 @@ impl Upload {
                     | Event::Put { id, .. }
                     | Event::Completed { id, .. }
                     | Event::Aborted { id }
+                    | Event::UploadsListed { id, .. }
                     | Event::Head { id, .. } => *id,
                     Event::Persisted
                     | Event::Digest { .. }
@@ -819,9 +908,13 @@ impl Upload {
         match after {
             AfterPersist::Nothing => {}
             AfterPersist::JournalReset => self.after_aborts(),
+            AfterPersist::Initiate => self.schedule(Call::Initiate, 0),
             AfterPersist::Started => {
                 self.phase = Phase::Uploading;
                 self.cursor = 1;
+                if self.sweep_needed {
+                    self.start_sweep();
+                }
             }
             AfterPersist::PartDone(n) => {
                 if let Some(Part::Acked(j)) = self.parts.get(n as usize - 1).cloned() {
@@ -873,6 +966,40 @@ impl Upload {
                     .push_back((Record::Started { upload_id }, AfterPersist::Started));
             }
             (Call::Abort { upload_id }, Event::Aborted { .. }) => self.abort_done(upload_id),
+            (Call::ListUploads { .. }, Event::UploadsListed { page, .. }) => {
+                self.sweep_pages += 1;
+                let ours = self.upload_id.clone();
+                for u in page.uploads {
+                    let stray = u.key == self.p.identity.key
+                        && Some(&u.upload_id) != ours.as_ref()
+                        && !self.pending_aborts.contains(&u.upload_id);
+                    if stray {
+                        let rec = Record::AbortPending {
+                            upload_id: u.upload_id.clone(),
+                        };
+                        self.persist_queue.push_back((rec, AfterPersist::Nothing));
+                        self.pending_aborts.push(u.upload_id.clone());
+                        self.schedule(
+                            Call::Abort {
+                                upload_id: u.upload_id,
+                            },
+                            now_ms,
+                        );
+                    }
+                }
+                let more = page.truncated
+                    && !(page.next_key_marker.is_empty() && page.next_upload_id_marker.is_empty());
+                if more && self.sweep_pages < MAX_PAGES {
+                    let call = Call::ListUploads {
+                        key_marker: page.next_key_marker,
+                        upload_id_marker: page.next_upload_id_marker,
+                    };
+                    self.schedule(call, now_ms);
+                } else {
+                    self.sweeping = false;
+                    self.maybe_release();
+                }
+            }
             (Call::ListParts { marker, .. }, Event::Listed { page, .. }) => {
                 self.pages += 1;
                 let last = page.parts.iter().map(|p| p.n).max();
@@ -932,7 +1059,10 @@ impl Upload {
                     Some(server) if server != local => {
                         self.finish(Err(GiveUp::DataMismatch { local, server }))
                     }
-                    _ => self.finish(Ok(self.uploaded(etag, local))),
+                    _ => {
+                        let u = self.uploaded(etag, local);
+                        self.succeed(u);
+                    }
                 }
             }
             (Call::HeadObject, Event::Head { found, .. }) if self.phase == Phase::Probing => {
@@ -957,7 +1087,8 @@ impl Upload {
                 });
                 if ok {
                     let etag = found.and_then(|h| h.etag).unwrap_or_default();
-                    self.finish(Ok(self.uploaded(etag, local)));
+                    let u = self.uploaded(etag, local);
+                    self.succeed(u);
                 } else {
                     // The Complete never happened (or someone replaced the object): start over.
                     self.fresh_journal();
@@ -976,12 +1107,12 @@ impl Upload {
                     local: local_crc,
                     server,
                 })),
-                _ => self.finish(Ok(Uploaded {
+                _ => self.succeed(Uploaded {
                     etag,
                     crc64: local_crc,
                     parts: 0,
                     parts_resumed: 0,
-                })),
+                }),
             },
             (call, _) => {
                 // An answer that does not fit the call is a malformed response.
@@ -1081,6 +1212,20 @@ impl Upload {
     ) {
         let op = pending.call.op();
         let was_skewed = std::mem::replace(&mut pending.skewed, false);
+        let refused = matches!(
+            failure,
+            Failure::Status {
+                status: 400..=499,
+                ..
+            }
+        );
+        if matches!(pending.call, Call::Initiate) && !refused {
+            // The server may have created the upload and lost the answer: note it durably
+            // before trying again, so that this run or the next sweeps for the stray.
+            self.persist_queue
+                .push_back((Record::Initiating, AfterPersist::Nothing));
+            self.sweep_needed = true;
+        }
         match retry::classify(op, &failure) {
             Verdict::Retry => self.retry_later(pending, failure, now_ms),
             Verdict::FixClock => match server_time.filter(|t| *t >= MIN_SANE_UNIX) {
@@ -1112,8 +1257,7 @@ impl Upload {
                             }
                         }
                     }
-                    self.in_flight.clear();
-                    self.scheduled.clear();
+                    self.drop_foreground();
                     self.phase = Phase::Checking;
                     self.schedule(Call::HeadObject, now_ms);
                 }
@@ -1145,6 +1289,12 @@ impl Upload {
                     if self.phase == Phase::Aborting {
                         self.after_aborts();
                     }
+                    self.maybe_release();
+                }
+                Call::ListUploads { .. } => {
+                    // No permission to list uploads: the sweep is best effort.
+                    self.sweeping = false;
+                    self.maybe_release();
                 }
                 _ => self.finish(Err(GiveUp::Fatal { op, failure })),
             },
@@ -1160,5 +1310,6 @@ impl Upload {
                 self.after_aborts();
             }
         }
+        self.maybe_release();
     }
 }

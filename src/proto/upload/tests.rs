@@ -101,6 +101,12 @@ fn fresh_upload_order_of_actions() {
         "nothing before the journal is durable"
     );
     up.handle(Event::Persisted, 0);
+    assert_eq!(
+        up.poll_action(0),
+        Action::Persist(Record::Initiating),
+        "recorded before sent"
+    );
+    up.handle(Event::Persisted, 0);
     let (id, call) = expect_call(up.poll_action(0));
     assert_eq!(call, Call::Initiate);
     up.handle(
@@ -410,6 +416,8 @@ fn no_such_upload_without_completing_starts_fresh() {
     up.handle(failed(id, 404, "NoSuchUpload"), 0);
     assert_eq!(up.poll_action(0), Action::ResetJournal(vec![]));
     up.handle(Event::Persisted, 0);
+    assert_eq!(up.poll_action(0), Action::Persist(Record::Initiating));
+    up.handle(Event::Persisted, 0);
     assert_eq!(expect_call(up.poll_action(0)).1, Call::Initiate);
 }
 
@@ -449,6 +457,8 @@ fn changed_identity_aborts_the_old_upload_and_starts_fresh() {
             upload_id: "OLD".into()
         })
     );
+    up.handle(Event::Persisted, 0);
+    assert_eq!(up.poll_action(0), Action::Persist(Record::Initiating));
     up.handle(Event::Persisted, 0);
     assert_eq!(expect_call(up.poll_action(0)).1, Call::Initiate);
     assert_eq!(up.clock_offset(), 5, "the clock offset survives a reset");
@@ -911,13 +921,15 @@ fn simulate(c: &SimConfig) -> SimResult {
                     let u = r.unwrap_or_else(|e| panic!("seed {}: gave up: {e:?}", c.seed));
                     assert_eq!(server.object.as_deref(), Some(&file[..]), "seed {}", c.seed);
                     assert_eq!(u.crc64, crc64::update(0, &file));
-                    for id in server.uploads.keys() {
-                        assert!(
-                            !journaled_ids.contains(id),
-                            "seed {}: upload {id} left open although the journal knew it",
-                            c.seed
-                        );
-                    }
+                    // Every upload this file ever started is completed or aborted, including
+                    // ones whose Initiate answer was lost or that a crash kept out of the journal.
+                    assert!(
+                        server.uploads.is_empty(),
+                        "seed {}: uploads left open: {:?} (journaled: {:?})",
+                        c.seed,
+                        server.uploads.keys().collect::<Vec<_>>(),
+                        journaled_ids
+                    );
                     return SimResult {
                         crashes,
                         crashes_before_started,
@@ -1086,7 +1098,22 @@ fn answer(
                 etag: None,
             }),
         },
-        Call::ListUploads { .. } => fail(Failure::Malformed),
+        Call::ListUploads { .. } => Event::UploadsListed {
+            id,
+            page: crate::proto::xml::UploadsPage {
+                uploads: s
+                    .uploads
+                    .keys()
+                    .map(|u| crate::proto::xml::ListedUpload {
+                        key: "k".into(),
+                        upload_id: u.clone(),
+                    })
+                    .collect(),
+                truncated: false,
+                next_key_marker: String::new(),
+                next_upload_id_marker: String::new(),
+            },
+        },
     };
     if lose_answer {
         // Stored, but the answer never arrived.
@@ -1259,4 +1286,224 @@ fn after_waiting_for_a_lock_an_identical_object_is_not_uploaded_again() {
         up.handle(Event::Head { id, found }, 0);
         assert_eq!(up.poll_action(0), Action::ResetJournal(vec![]));
     }
+}
+
+#[test]
+fn a_lost_initiate_answer_leads_to_a_sweep_and_the_stray_is_aborted_before_success() {
+    use crate::proto::xml::{ListedUpload, UploadsPage};
+    let file = file_bytes(100, 9);
+    let crc = crc64::update(0, &file);
+    let mut up = Upload::new(params(100, 100, 1), None);
+    let mut log = Vec::new();
+    let (id, call) = expect_call(next_call(&mut up, 0, &mut log));
+    assert_eq!(call, Call::Initiate);
+    // The server created upload S but the answer was lost.
+    let lost = Event::Failed {
+        id,
+        failure: Failure::TimedOut,
+        server_time: None,
+        local_time: 0,
+    };
+    up.handle(lost, 0);
+    let Action::Sleep { until_ms } = next_call(&mut up, 0, &mut log) else {
+        panic!()
+    };
+    let doubts = log.iter().filter(|r| **r == Record::Initiating).count();
+    assert_eq!(doubts, 2, "the doubt is durable before the retry");
+    let (id, call) = expect_call(next_call(&mut up, until_ms, &mut log));
+    assert_eq!(call, Call::Initiate);
+    up.handle(
+        Event::Initiated {
+            id,
+            upload_id: "U".into(),
+        },
+        until_ms,
+    );
+    let listed = |key: &str, upload_id: &str| ListedUpload {
+        key: key.into(),
+        upload_id: upload_id.into(),
+    };
+    let mut now = until_ms;
+    let mut seen = Vec::new();
+    let mut complete_answered = false;
+    for _ in 0..20 {
+        now += 1;
+        match next_call(&mut up, now, &mut log) {
+            Action::Call { id, call } => {
+                seen.push(call.op());
+                let ev = match call {
+                    Call::ListUploads { .. } => Event::UploadsListed {
+                        id,
+                        page: UploadsPage {
+                            uploads: vec![
+                                listed("k", "S"),
+                                listed("k", "U"),
+                                listed("k/other", "X"),
+                            ],
+                            truncated: false,
+                            next_key_marker: String::new(),
+                            next_upload_id_marker: String::new(),
+                        },
+                    },
+                    Call::UploadPart { .. } => Event::PartSent {
+                        id,
+                        etag: etag_of(&file),
+                        local_crc: crc,
+                        server_crc: Some(crc),
+                    },
+                    Call::Abort { upload_id } => {
+                        assert_eq!(upload_id, "S", "only the stray of this very key is aborted");
+                        assert!(log.contains(&Record::AbortPending {
+                            upload_id: "S".into()
+                        }));
+                        Event::Aborted { id }
+                    }
+                    Call::Complete { .. } => {
+                        complete_answered = true;
+                        Event::Completed {
+                            id,
+                            etag: "\"M\"".into(),
+                            server_crc: Some(crc),
+                        }
+                    }
+                    other => panic!("{other:?}"),
+                };
+                up.handle(ev, now);
+            }
+            Action::Done(r) => {
+                assert!(r.is_ok() && complete_answered);
+                assert!(seen.contains(&Op::ListUploads) && seen.contains(&Op::Abort));
+                assert!(log.contains(&Record::Aborted {
+                    upload_id: "S".into()
+                }));
+                return;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    panic!("not done: {seen:?}");
+}
+
+#[test]
+fn success_waits_for_the_strays_abort() {
+    use crate::proto::xml::{ListedUpload, UploadsPage};
+    let file = file_bytes(100, 9);
+    let crc = crc64::update(0, &file);
+    let p = params(100, 100, 2);
+    // A restart after a crash between Initiate and its record: two Initiating, one Started.
+    let records = vec![
+        Record::Initiating,
+        Record::Initiating,
+        Record::Started {
+            upload_id: "U".into(),
+        },
+    ];
+    let mut up = Upload::new(p.clone(), Some(replay_of(&p, &records)));
+    let mut log = Vec::new();
+    let mut calls = Vec::new();
+    for _ in 0..2 {
+        calls.push(expect_call(next_call(&mut up, 0, &mut log)));
+    }
+    let find = |f: fn(&Call) -> bool| calls.iter().find(|(_, c)| f(c)).map(|(i, _)| *i).unwrap();
+    let list_id = find(|c| matches!(c, Call::ListParts { .. }));
+    let sweep_id = find(|c| matches!(c, Call::ListUploads { .. }));
+    let page = UploadsPage {
+        uploads: vec![ListedUpload {
+            key: "k".into(),
+            upload_id: "S".into(),
+        }],
+        truncated: false,
+        next_key_marker: String::new(),
+        next_upload_id_marker: String::new(),
+    };
+    up.handle(Event::UploadsListed { id: sweep_id, page }, 0);
+    let listed = ListedPart {
+        n: 1,
+        etag: etag_of(&file),
+        size: 100,
+        crc64: Some(crc),
+    };
+    let parts = PartsPage {
+        parts: vec![listed],
+        truncated: false,
+        next_marker: None,
+    };
+    up.handle(
+        Event::Listed {
+            id: list_id,
+            page: parts,
+        },
+        0,
+    );
+    let mut abort_id = None;
+    let mut complete_id = None;
+    for _ in 0..10 {
+        match next_call(&mut up, 0, &mut log) {
+            Action::Digest { n } => {
+                let md5: [u8; 16] = Md5::digest(&file).into();
+                up.handle(Event::Digest { n, crc64: crc, md5 }, 0);
+            }
+            Action::Call {
+                id,
+                call: Call::Abort { .. },
+            } => abort_id = Some(id),
+            Action::Call {
+                id,
+                call: Call::Complete { .. },
+            } => complete_id = Some(id),
+            Action::Wait => break,
+            other => panic!("{other:?}"),
+        }
+    }
+    let done = Event::Completed {
+        id: complete_id.unwrap(),
+        etag: "\"M\"".into(),
+        server_crc: Some(crc),
+    };
+    up.handle(done, 1);
+    assert_eq!(
+        next_call(&mut up, 1, &mut log),
+        Action::Wait,
+        "done only once the stray is gone"
+    );
+    up.handle(
+        Event::Aborted {
+            id: abort_id.unwrap(),
+        },
+        2,
+    );
+    assert!(matches!(
+        next_call(&mut up, 2, &mut log),
+        Action::Done(Ok(_))
+    ));
+}
+
+#[test]
+fn a_restart_after_an_unrecorded_initiate_sweeps_for_strays() {
+    let p = params(100, 100, 1);
+    // The last run crashed after sending Initiate, before Started was recorded.
+    let mut up = Upload::new(p.clone(), Some(replay_of(&p, &[Record::Initiating])));
+    let mut log = Vec::new();
+    let (id, call) = expect_call(next_call(&mut up, 0, &mut log));
+    assert_eq!(call, Call::Initiate);
+    up.handle(
+        Event::Initiated {
+            id,
+            upload_id: "U".into(),
+        },
+        0,
+    );
+    let (_, call) = expect_call(next_call(&mut up, 0, &mut log));
+    assert!(matches!(call, Call::ListUploads { .. }), "{call:?}");
+    // A journal whose every Initiating led to a Started does not sweep.
+    let records = vec![
+        Record::Initiating,
+        Record::Started {
+            upload_id: "U".into(),
+        },
+    ];
+    let mut up = Upload::new(p.clone(), Some(replay_of(&p, &records)));
+    let (_, call) = expect_call(next_call(&mut up, 0, &mut log));
+    assert!(matches!(call, Call::ListParts { .. }));
+    assert_eq!(next_call(&mut up, 0, &mut log), Action::Wait);
 }
