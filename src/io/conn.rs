@@ -53,13 +53,34 @@ pub fn tls_config(extra_ca_pem: Option<&[u8]>) -> Result<Arc<ClientConfig>, Stri
             );
         }
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    // ring's default provider, minus its private-key loader: the client never presents a
+    // certificate (`with_no_client_auth`), and dropping the loader lets the linker drop ring's
+    // RSA/ECDSA/Ed25519 signing code (~28 KB of the board binary).
+    let provider = Arc::new(rustls::crypto::CryptoProvider {
+        key_provider: &NoClientKeys,
+        ..rustls::crypto::ring::default_provider()
+    });
     let config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS setup: {e}"))?
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(Arc::new(config))
+}
+
+/// A [`rustls::crypto::KeyProvider`] that loads no keys (the client has no certificate).
+#[derive(Debug)]
+struct NoClientKeys;
+
+impl rustls::crypto::KeyProvider for NoClientKeys {
+    fn load_private_key(
+        &self,
+        _key: rustls::pki_types::PrivateKeyDer<'static>,
+    ) -> Result<Arc<dyn rustls::sign::SigningKey>, rustls::Error> {
+        Err(rustls::Error::General(
+            "client certificates are not supported".into(),
+        ))
+    }
 }
 
 /// Where and how to connect.

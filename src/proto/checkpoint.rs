@@ -14,7 +14,7 @@
 //!
 //! All fixed-width integers are **little-endian**. "CRC-32" is CRC-32/ISO-HDLC (the zlib /
 //! Ethernet CRC: reflected polynomial `0xEDB88320`, init and xorout `0xFFFFFFFF`) as computed
-//! by `crc32fast`; `crc32(b"123456789") == 0xCBF43926`.
+//! by [`crc32`]; `crc32(b"123456789") == 0xCBF43926`.
 //!
 //! A journal is one header followed by zero or more record frames, with nothing in between
 //! and nothing after:
@@ -349,7 +349,7 @@ fn push_len_prefixed<T: Serialize>(value: &T, out: &mut Vec<u8>) -> Option<usize
 
 /// Appends the CRC-32 of `out[from..]` to `out`.
 fn push_crc(out: &mut Vec<u8>, from: usize) {
-    let crc = crc32fast::hash(&out[from..]);
+    let crc = crc32(&out[from..]);
     out.extend_from_slice(&crc.to_le_bytes());
 }
 
@@ -408,7 +408,7 @@ fn checked_unit(bytes: &[u8], crc_from: usize, start: usize) -> Option<(&[u8], u
     let payload_end = payload_start.checked_add(len)?;
     let payload = bytes.get(payload_start..payload_end)?;
     let stored = read_u32(bytes, payload_end)?;
-    if crc32fast::hash(bytes.get(crc_from..payload_end)?) != stored {
+    if crc32(bytes.get(crc_from..payload_end)?) != stored {
         return None;
     }
     Some((payload, payload_end + U32_LEN))
@@ -475,6 +475,37 @@ pub fn replay(bytes: &[u8]) -> Result<Replay, CheckpointError> {
         records,
         valid_len: pos,
     })
+}
+
+/// CRC-32/ISO-HDLC lookup table, built at compile time (1 KiB; one byte per step is plenty for
+/// journal records, which are small).
+const CRC32_TABLE: [u32; 256] = {
+    let mut table = [0u32; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut c = i as u32;
+        let mut bit = 0;
+        while bit < 8 {
+            c = if c & 1 == 1 {
+                0xEDB8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
+            bit += 1;
+        }
+        table[i] = c;
+        i += 1;
+    }
+    table
+};
+
+/// CRC-32/ISO-HDLC (zlib's CRC-32) of `data`.
+pub fn crc32(data: &[u8]) -> u32 {
+    let mut c = !0u32;
+    for &b in data {
+        c = CRC32_TABLE[usize::from(c as u8 ^ b)] ^ (c >> 8);
+    }
+    !c
 }
 
 #[cfg(test)]
@@ -1063,5 +1094,26 @@ mod tests {
             encode_record(rec, &mut bytes);
         }
         assert_eq!(replay(&bytes).unwrap().records, records);
+    }
+
+    #[test]
+    fn crc32_matches_crc32fast() {
+        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+        assert_eq!(crc32(b""), 0);
+        let mut x: u32 = 0x1234_5678;
+        let data: Vec<u8> = (0..4096)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                x as u8
+            })
+            .collect();
+        for len in [1, 2, 3, 7, 8, 15, 16, 17, 100, 1000, 4096] {
+            for start in [0, 1, 5] {
+                let d = &data[start..len.max(start)];
+                assert_eq!(crc32(d), crc32fast::hash(d), "len {len} start {start}");
+            }
+        }
     }
 }

@@ -175,11 +175,36 @@ fn parse_secs(flag: &str, value: Option<&str>, default: Duration) -> Result<Dura
             exit::USAGE,
         )
     };
-    match v.trim().parse::<f64>() {
-        Ok(s) if s.is_finite() && (0.0..=1e9).contains(&s) => Ok(Duration::from_secs_f64(s)),
-        Ok(_) => Err(bad()),
-        Err(_) => ossup::config::parse_duration(v).map_err(|_| bad()),
+    match decimal_secs(v.trim()) {
+        Some(Some(d)) => Ok(d),
+        Some(None) => Err(bad()),
+        None => ossup::config::parse_duration(v).map_err(|_| bad()),
     }
+}
+
+/// Decimal seconds `DIGITS[.DIGITS]` (`10`, `0.5`, `.5`, `5.`) without floats: `None` if `t`
+/// is not of that form, `Some(None)` if it is but exceeds 1e9 s. Fraction digits past the
+/// ninth (below a nanosecond) are dropped.
+fn decimal_secs(t: &str) -> Option<Option<Duration>> {
+    let (int, frac) = t.split_once('.').unwrap_or((t, ""));
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if (int.is_empty() && frac.is_empty()) || !digits(int) || !digits(frac) {
+        return None;
+    }
+    let mut nanos = 0u32;
+    for i in 0..9 {
+        let d = frac.as_bytes().get(i).map_or(0, |b| u32::from(b - b'0'));
+        nanos = nanos * 10 + d;
+    }
+    let secs = if int.is_empty() {
+        Some(0)
+    } else {
+        int.parse::<u64>().ok()
+    };
+    Some(
+        secs.filter(|&s| s < 1_000_000_000 || (s == 1_000_000_000 && nanos == 0))
+            .map(|s| Duration::new(s, nanos)),
+    )
 }
 
 /// Bucket and key prefix of `oss://BUCKET/PREFIX`.
@@ -529,7 +554,13 @@ fn show(d: Duration) -> String {
     if d.subsec_millis() == 0 {
         format!("{}s", d.as_secs())
     } else {
-        format!("{:.1}s", d.as_secs_f64())
+        // Tenths, rounded half to even as `{:.1}` does, in integers (no float formatting).
+        let nanos = d.as_nanos();
+        let (mut tenths, rest) = (nanos / 100_000_000, nanos % 100_000_000);
+        if rest > 50_000_000 || (rest == 50_000_000 && tenths % 2 == 1) {
+            tenths += 1;
+        }
+        format!("{}.{}s", tenths / 10, tenths % 10)
     }
 }
 
@@ -1161,11 +1192,56 @@ mod tests {
             parse_secs("--poll", Some("250ms"), DEFAULT_POLL).ok(),
             Some(Duration::from_millis(250))
         );
-        for bad in ["-1", "x", "NaN", "inf", "1e99", ""] {
+        assert_eq!(
+            parse_secs("--settle", Some(".25"), DEFAULT_SETTLE).ok(),
+            Some(Duration::from_millis(250))
+        );
+        assert_eq!(
+            parse_secs("--settle", Some("7."), DEFAULT_SETTLE).ok(),
+            Some(Duration::from_secs(7))
+        );
+        assert_eq!(
+            parse_secs("--settle", Some("1.0000000019"), DEFAULT_SETTLE).ok(),
+            Some(Duration::new(1, 1))
+        );
+        assert_eq!(
+            parse_secs("--settle", Some("1000000000"), DEFAULT_SETTLE).ok(),
+            Some(Duration::from_secs(1_000_000_000))
+        );
+        for bad in [
+            "-1",
+            "x",
+            "NaN",
+            "inf",
+            "1e99",
+            "",
+            ".",
+            "1.2.3",
+            "1000000000.5",
+            "99999999999999999999",
+        ] {
             assert!(
                 parse_secs("--poll", Some(bad), DEFAULT_POLL).is_err(),
                 "{bad}"
             );
+        }
+    }
+
+    #[test]
+    fn shown_durations() {
+        assert_eq!(show(Duration::from_secs(10)), "10s");
+        assert_eq!(show(Duration::from_millis(250)), "0.2s");
+        assert_eq!(show(Duration::from_millis(750)), "0.8s");
+        assert_eq!(show(Duration::from_millis(1999)), "2.0s");
+        // Away from exact ties the float formatting this replaced gives the same text.
+        for ms in (1..100_000u64).step_by(7).filter(|ms| ms % 100 != 50) {
+            let d = Duration::from_millis(ms);
+            let want = if ms % 1000 == 0 {
+                format!("{}s", ms / 1000)
+            } else {
+                format!("{:.1}s", d.as_secs_f64())
+            };
+            assert_eq!(show(d), want, "{ms} ms");
         }
     }
 
