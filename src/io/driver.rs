@@ -151,7 +151,8 @@ pub async fn upload(
         part_size: geometry.part_size,
     };
 
-    let (jpath, _lock, mut journal, replay, waited) = open_checkpoint(cfg, &abs, dest).await?;
+    let (jpath, _lock, mut journal, replay, waited, corrupt_set_aside) =
+        open_checkpoint(cfg, &abs, dest).await?;
     let tls = tls_for(cfg)?;
     let params = Params {
         identity: identity.clone(),
@@ -165,6 +166,7 @@ pub async fn upload(
             .map(|d| d.as_millis() as u64),
         seed: (unix_now() as u64) ^ ((std::process::id() as u64) << 32),
         check_existing: waited,
+        sweep_strays: corrupt_set_aside,
     };
     let mut up = Upload::new(params, replay);
     if up.clock_offset() != 0 {
@@ -337,13 +339,14 @@ async fn next_done<'a>(running: &mut Vec<Running<'a>>) -> Option<(Job, u64, Even
     .await
 }
 
-/// Journal path, the lock, the journal and its replay (if any), and whether the lock had to be
-/// waited for.
+/// Journal path, the lock, the journal and its replay (if any), whether the lock had to be
+/// waited for, and whether the journal lost records (set aside as unreadable, or a tail cut).
 type Checkpoint = (
     std::path::PathBuf,
     Lock,
     Option<Journal>,
     Option<crate::proto::checkpoint::Replay>,
+    bool,
     bool,
 );
 
@@ -378,13 +381,19 @@ async fn open_checkpoint(
             source: e,
         },
     })?;
+    // Bytes before replay, to tell whether the replay had to drop a damaged or torn tail.
+    let on_disk = std::fs::metadata(&jpath).map(|m| m.len()).unwrap_or(0);
     let opened = Journal::open(&jpath).map_err(|e| Error::Checkpoint {
         path: jpath.clone(),
         source: e,
     })?;
+    let mut corrupt = false;
     let (journal, replay) = match opened {
         None => (None, None),
-        Some((j, Ok(r))) => (Some(j), Some(r)),
+        Some((j, Ok(r))) => {
+            corrupt = (r.valid_len as u64) < on_disk;
+            (Some(j), Some(r))
+        }
         Some((_, Err(CheckpointError::NewerVersion(v)))) => {
             return Err(Error::NewerJournal {
                 path: jpath,
@@ -405,10 +414,11 @@ async fn open_checkpoint(
                 path: jpath.clone(),
                 source: e,
             })?;
+            corrupt = true;
             (None, None)
         }
     };
-    Ok((jpath, lock, journal, replay, waited))
+    Ok((jpath, lock, journal, replay, waited, corrupt))
 }
 
 fn give_up_error(g: GiveUp, shared: &Shared<'_>, path: &Path) -> Error {
@@ -799,7 +809,7 @@ pub async fn abort(cfg: &Config, file: &Path, dest: &Destination) -> Result<Vec<
     cfg.validate()?;
     dest.validate()?;
     let abs = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
-    let (jpath, _lock, journal, replay, _) = open_checkpoint(cfg, &abs, dest).await?;
+    let (jpath, _lock, journal, replay, _, _) = open_checkpoint(cfg, &abs, dest).await?;
     let mut ids: Vec<String> = Vec::new();
     if let Some(r) = &replay {
         for rec in &r.records {

@@ -88,6 +88,9 @@ pub struct Params {
     /// Before a fresh upload, ask HeadObject whether the object already holds exactly this
     /// file (set when another process held this upload's lock a moment ago).
     pub check_existing: bool,
+    /// Sweep ListMultipartUploads for strays of this key once the upload has started (set when
+    /// the journal lost records, to damage or a torn tail: they may have named an upload).
+    pub sweep_strays: bool,
 }
 
 impl Params {
@@ -116,6 +119,7 @@ impl Params {
             retry_for_ms: None,
             seed: 1,
             check_existing: false,
+            sweep_strays: false,
         }
     }
 }
@@ -495,7 +499,7 @@ impl Upload {
         if same && up.p.multipart {
             // Every Initiate is preceded by an Initiating record; one more than the uploads
             // we know of means an upload may exist that only the server knows.
-            up.sweep_needed = initiating > started;
+            up.sweep_needed = initiating > started || up.p.sweep_strays;
             if let Some(id) = old_upload {
                 up.upload_id = Some(id);
                 up.start_listing();
@@ -521,6 +525,7 @@ impl Upload {
             }
             up.journal_parts.clear();
             up.completing_recorded = false;
+            up.sweep_needed = up.p.sweep_strays && up.p.multipart;
             if up.p.check_existing && !had_replay {
                 // Another process held this upload a moment ago and left no journal: it has
                 // probably finished. Look before sending anything.
@@ -1261,7 +1266,12 @@ impl Upload {
                     self.phase = Phase::Checking;
                     self.schedule(Call::HeadObject, now_ms);
                 }
-                _ => self.fresh_journal(),
+                _ => {
+                    // The journal and the server disagree about the upload: whatever else the
+                    // server holds for this key may be ours too, so sweep once restarted.
+                    self.sweep_needed = true;
+                    self.fresh_journal();
+                }
             },
             Verdict::Relist => {
                 self.relists += 1;

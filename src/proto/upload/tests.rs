@@ -414,11 +414,25 @@ fn no_such_upload_without_completing_starts_fresh() {
     let mut log = Vec::new();
     let (id, _) = expect_call(next_call(&mut up, 0, &mut log));
     up.handle(failed(id, 404, "NoSuchUpload"), 0);
-    assert_eq!(up.poll_action(0), Action::ResetJournal(vec![]));
+    // The fresh journal keeps the doubt (one Initiating) so that strays get swept.
+    assert_eq!(
+        up.poll_action(0),
+        Action::ResetJournal(vec![Record::Initiating])
+    );
     up.handle(Event::Persisted, 0);
     assert_eq!(up.poll_action(0), Action::Persist(Record::Initiating));
     up.handle(Event::Persisted, 0);
-    assert_eq!(expect_call(up.poll_action(0)).1, Call::Initiate);
+    let (id, call) = expect_call(up.poll_action(0));
+    assert_eq!(call, Call::Initiate);
+    up.handle(
+        Event::Initiated {
+            id,
+            upload_id: "V".into(),
+        },
+        0,
+    );
+    let (_, call) = expect_call(next_call(&mut up, 0, &mut log));
+    assert!(matches!(call, Call::ListUploads { .. }), "{call:?}");
 }
 
 #[test]
@@ -1506,4 +1520,23 @@ fn a_restart_after_an_unrecorded_initiate_sweeps_for_strays() {
     let (_, call) = expect_call(next_call(&mut up, 0, &mut log));
     assert!(matches!(call, Call::ListParts { .. }));
     assert_eq!(next_call(&mut up, 0, &mut log), Action::Wait);
+}
+
+#[test]
+fn a_set_aside_journal_makes_the_fresh_upload_sweep_for_strays() {
+    let mut p = params(100, 100, 1);
+    p.sweep_strays = true;
+    let mut up = Upload::new(p, None);
+    let mut log = Vec::new();
+    let (id, call) = expect_call(next_call(&mut up, 0, &mut log));
+    assert_eq!(call, Call::Initiate);
+    up.handle(
+        Event::Initiated {
+            id,
+            upload_id: "U".into(),
+        },
+        0,
+    );
+    let (_, call) = expect_call(next_call(&mut up, 0, &mut log));
+    assert!(matches!(call, Call::ListUploads { .. }), "{call:?}");
 }
