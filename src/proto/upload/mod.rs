@@ -394,6 +394,10 @@ pub struct Upload {
     persist_outstanding: Option<AfterPersist>,
     /// Calls on the wire, by id.
     in_flight: BTreeMap<u64, Pending>,
+    /// Calls still on the wire whose answers no longer matter (abandoned by a restart or a
+    /// relisting). They occupy the shell's job slots until they end, so they count against
+    /// `max_in_flight`; their answers are ignored.
+    stale: std::collections::BTreeSet<u64>,
     /// Calls waiting for their backoff, with the time they may go.
     scheduled: Vec<(u64, Pending)>,
     next_id: u64,
@@ -445,6 +449,7 @@ impl Upload {
             reset_journal: None,
             persist_outstanding: None,
             in_flight: BTreeMap::new(),
+            stale: std::collections::BTreeSet::new(),
             scheduled: Vec::new(),
             next_id: 1,
             failing_since: None,
@@ -593,12 +598,14 @@ impl Upload {
 
     /// Calls currently on the wire.
     pub fn in_flight(&self) -> usize {
-        self.in_flight.len()
+        self.in_flight.len() + self.stale.len()
     }
 
     fn fresh_journal(&mut self) {
         self.phase = Phase::Resetting;
         self.upload_id = None;
+        let ids: Vec<u64> = self.in_flight.keys().copied().collect();
+        self.stale.extend(ids);
         self.in_flight.clear();
         self.scheduled.clear();
         self.persist_queue.clear();
@@ -702,7 +709,16 @@ impl Upload {
     /// Forgets outstanding and scheduled upload calls (their answers become stale), keeping
     /// the background cleanup calls.
     fn drop_foreground(&mut self) {
-        self.in_flight.retain(|_, p| Self::is_background(&p.call));
+        let ids: Vec<u64> = self
+            .in_flight
+            .iter()
+            .filter(|(_, p)| !Self::is_background(&p.call))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            self.in_flight.remove(&id);
+            self.stale.insert(id);
+        }
         self.scheduled.retain(|(_, p)| Self::is_background(&p.call));
     }
 
@@ -777,7 +793,7 @@ impl Upload {
         }
         // Start the earliest scheduled call that is due and fits.
         let limit = self.p.max_in_flight.max(1) as usize;
-        if self.in_flight.len() < limit {
+        if self.in_flight.len() + self.stale.len() < limit {
             if let Some(i) = self
                 .scheduled
                 .iter()
@@ -794,7 +810,7 @@ impl Upload {
                 return Action::Call { id, call };
             }
         }
-        if self.in_flight.len() < limit {
+        if self.in_flight.len() + self.stale.len() < limit {
             if let Some(at) = self.scheduled.iter().map(|(at, _)| *at).min() {
                 return Action::Sleep { until_ms: at };
             }
@@ -807,7 +823,9 @@ impl Upload {
     fn fill_parts(&mut self) {
         let limit = self.p.max_in_flight.max(1) as usize;
         let count = self.p.geometry.count();
-        while self.in_flight.len() + self.scheduled.len() < limit && self.cursor <= count {
+        while self.in_flight.len() + self.stale.len() + self.scheduled.len() < limit
+            && self.cursor <= count
+        {
             let n = self.cursor;
             self.cursor += 1;
             if self.parts[n as usize - 1] == Part::Todo {
@@ -879,6 +897,8 @@ impl Upload {
             } => {
                 if let Some(pending) = self.in_flight.remove(&id) {
                     self.on_failed(pending, failure, server_time, local_time, now_ms);
+                } else {
+                    self.stale.remove(&id);
                 }
             }
             ev => {
@@ -898,6 +918,7 @@ impl Upload {
                 };
                 // Answers to calls from an abandoned generation (after a restart) are stale.
                 let Some(pending) = self.in_flight.remove(&id) else {
+                    self.stale.remove(&id);
                     return;
                 };
                 self.failing_since = None;
