@@ -522,7 +522,10 @@ async fn perform_inner(
             | Call::HeadObject
             | Call::ListParts { .. }
             | Call::ListUploads { .. },
-        ) => return call_without_source(shared, job, id, call, clock_offset).await,
+        ) => {
+            let digests = BodyDigests::default();
+            return send_call(shared, job, id, call, clock_offset, digests, None).await;
+        }
         (None, _) => return Err(Failure::LocalRead),
     };
     // Digests the signature or headers need, computed from the local bytes first.
@@ -553,26 +556,6 @@ async fn perform_inner(
     send_call(shared, job, id, call, clock_offset, digests, Some(source)).await
 }
 
-/// A call with no file behind it.
-async fn call_without_source(
-    shared: &Shared<'_>,
-    job: &mut Job,
-    id: u64,
-    call: &Call,
-    clock_offset: i64,
-) -> Result<Event, Failure> {
-    send_call(
-        shared,
-        job,
-        id,
-        call,
-        clock_offset,
-        BodyDigests::default(),
-        None,
-    )
-    .await
-}
-
 async fn send_call(
     shared: &Shared<'_>,
     job: &mut Job,
@@ -585,8 +568,8 @@ async fn send_call(
     let cfg = shared.cfg;
     let mut head = request::describe(&shared.target, call, &cfg.object, &digests);
     let body_sha = match (&head.body, cfg.scheme) {
-        (Body::Bytes(b), Scheme::S3V4) => Some(hex(&Sha256::digest(b))),
-        (Body::Empty, Scheme::S3V4) => Some(hex(&Sha256::digest(b""))),
+        (Body::Bytes(b), Scheme::S3V4) => Some(sign::hex(&Sha256::digest(b))),
+        (Body::Empty, Scheme::S3V4) => Some(sign::hex(&Sha256::digest(b""))),
         _ => None,
     };
     let product = match cfg.scheme {
@@ -722,7 +705,7 @@ fn to_event(shared: &Shared<'_>, id: u64, call: &Call, resp: Response, local_crc
                     etag,
                     server_crc: h.crc64(),
                 },
-                Err(Ok(svc)) => service_failure(shared, call.op(), status, svc, h),
+                Err(Ok(svc)) => service_failure(shared, id, call.op(), status, svc, h),
                 Err(Err(_)) => malformed(),
             },
             Call::Abort { .. } => Event::Aborted { id },
@@ -741,8 +724,7 @@ fn to_event(shared: &Shared<'_>, id: u64, call: &Call, resp: Response, local_crc
                 Ok(page) => Event::UploadsListed { id, page },
                 Err(_) => malformed(),
             },
-        }
-        .with_id(id);
+        };
     }
     if status == 404 && matches!(call, Call::HeadObject) {
         return Event::Head { id, found: None };
@@ -750,11 +732,12 @@ fn to_event(shared: &Shared<'_>, id: u64, call: &Call, resp: Response, local_crc
     let svc = xml::parse_error(&resp.body)
         .or_else(|| h.header("x-oss-err").and_then(xml::parse_oss_err_header))
         .unwrap_or_default();
-    service_failure(shared, call.op(), status, svc, h).with_id(id)
+    service_failure(shared, id, call.op(), status, svc, h)
 }
 
 fn service_failure(
     shared: &Shared<'_>,
+    id: u64,
     op: Op,
     status: u16,
     svc: xml::ServiceError,
@@ -778,28 +761,11 @@ fn service_failure(
     let code = (!svc.code.is_empty()).then(|| svc.code.clone());
     *shared.last_service.borrow_mut() = Some((op, status, svc.code, svc.message, request_id));
     Event::Failed {
-        id: 0,
+        id,
         failure: Failure::Status { status, code },
         server_time,
         local_time: unix_now(),
     }
-}
-
-trait WithId {
-    fn with_id(self, id: u64) -> Self;
-}
-
-impl WithId for Event {
-    fn with_id(mut self, new: u64) -> Self {
-        if let Event::Failed { id, .. } = &mut self {
-            *id = new;
-        }
-        self
-    }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Aborts the multipart uploads named in the checkpoint of `file` → `dest` and removes the

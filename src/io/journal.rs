@@ -52,12 +52,7 @@ pub fn journal_path(dir: &Path, file: &Path, endpoint: &str, bucket: &str, key: 
         h.update(part.as_bytes());
     }
     let digest = h.finalize();
-    let mut name = String::with_capacity(22);
-    for b in &digest[..8] {
-        name.push_str(&format!("{b:02x}"));
-    }
-    name.push_str(".ossup");
-    dir.join(name)
+    dir.join(format!("{}.ossup", crate::proto::sign::hex(&digest[..8])))
 }
 
 /// The lock file guarding `journal_path`.

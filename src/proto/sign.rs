@@ -904,7 +904,8 @@ fn hmac_hex(key: &[u8], msg: &str) -> String {
     hex(&hmac(key, msg.as_bytes()))
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Lower-case hex of `bytes` (signatures, payload hashes, MD5 ETags, journal names).
+pub fn hex(bytes: &[u8]) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);
     for &b in bytes {

@@ -621,10 +621,7 @@ fn run(
         h.update([0u8]);
         h.update(part.as_bytes());
     }
-    let hex: String = h.finalize()[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let hex = ossup::proto::sign::hex(&h.finalize()[..8]);
     let done_path = ckpt.join(format!("watch-{hex}.done"));
     let _lock = match Lock::acquire(&done_path, false) {
         Ok(l) => l,

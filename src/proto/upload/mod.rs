@@ -1175,7 +1175,7 @@ impl Upload {
                 _ => return false,
             }
         }
-        let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        let hex = crate::proto::sign::hex(&h.finalize());
         reconcile::etag_eq(etag, &format!("{hex}-{}", self.parts.len()))
     }
 

@@ -80,10 +80,7 @@ pub fn reconcile(
 pub fn local_matches(s: &ListedPart, crc64: u64, md5: &[u8; 16]) -> bool {
     match s.crc64 {
         Some(c) => c == crc64,
-        None => {
-            let hex: String = md5.iter().map(|b| format!("{b:02x}")).collect();
-            etag_eq(&s.etag, &hex)
-        }
+        None => etag_eq(&s.etag, &crate::proto::sign::hex(md5)),
     }
 }
 
