@@ -62,23 +62,30 @@
 //! otherwise (failed files are not retried within the run). `--wait` is ignored: locked files
 //! are skipped and retried instead of blocking the loop.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+mod donelog;
+mod scan;
+mod target;
+
+use std::collections::{BTreeMap, HashSet};
 use std::ffi::OsStr;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::fs::{self, File};
+use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use ossup::error::exit;
 use ossup::io::journal::{Lock, LockError};
-use ossup::{Config, Destination, Error};
+use ossup::{Config, Error};
 use sha2::{Digest, Sha256};
 
 use crate::args::WatchArgs;
 use crate::progress;
+use donelog::{sync_dir, sync_parent, DoneLog};
+use scan::{walk, wall_ns, Ident};
+use target::Target;
 
 /// `--settle` default.
 const DEFAULT_SETTLE: Duration = Duration::from_secs(10);
@@ -92,43 +99,6 @@ const FIRST_BACKOFF: Duration = Duration::from_secs(30);
 const MAX_BACKOFF: Duration = Duration::from_secs(3600);
 /// `--once` waits for unsettled or locked files at most `settle` plus this (or 2 × poll).
 const ONCE_MARGIN: Duration = Duration::from_secs(10);
-/// Directory levels below DIR that are scanned.
-const MAX_DEPTH: usize = 64;
-/// Done-logs larger than this are only read this far (a pruned one holds a few lines).
-const MAX_DONE_LOG: u64 = 16 << 20;
-/// The done-log is rewritten without obsolete lines once it has this many.
-const COMPACT_LINES: usize = 1024;
-
-/// What identifies one version of a file: if any of these changes, the content may have.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Ident {
-    len: u64,
-    mtime_ns: i128,
-    ino: u64,
-}
-
-impl Ident {
-    fn of(m: &fs::Metadata) -> Ident {
-        Ident {
-            len: m.len(),
-            mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
-            ino: m.ino(),
-        }
-    }
-
-    /// How long ago the file was last modified, by the wall clock (zero if in the future).
-    fn age(&self, wall_ns: i128) -> Duration {
-        let ns = (wall_ns - self.mtime_ns).clamp(0, i128::from(u64::MAX));
-        Duration::from_nanos(ns as u64)
-    }
-}
-
-fn wall_ns() -> i128 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i128)
-        .unwrap_or(0)
-}
 
 /// A failure that stops the whole watch.
 struct Fatal {
@@ -205,308 +175,6 @@ fn decimal_secs(t: &str) -> Option<Option<Duration>> {
         secs.filter(|&s| s < 1_000_000_000 || (s == 1_000_000_000 && nanos == 0))
             .map(|s| Duration::new(s, nanos)),
     )
-}
-
-/// Bucket and key prefix of `oss://BUCKET/PREFIX`.
-#[derive(Debug, Clone)]
-struct Target {
-    bucket: String,
-    prefix: String,
-}
-
-impl Target {
-    fn parse(dest: &str) -> Result<Target, String> {
-        let Some(rest) = dest
-            .strip_prefix("oss://")
-            .or_else(|| dest.strip_prefix("s3://"))
-        else {
-            return Err(format!(
-                "destination {dest:?} must look like oss://BUCKET/PREFIX/"
-            ));
-        };
-        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-        // The bucket rules are those of any destination; check them with a stand-in key.
-        Destination {
-            bucket: bucket.to_string(),
-            key: "k".into(),
-        }
-        .validate()
-        .map_err(|e| e.0)?;
-        if prefix.starts_with('/')
-            || prefix.starts_with('\\')
-            || prefix.chars().any(char::is_control)
-        {
-            return Err(format!(
-                "prefix {prefix:?}: must not start with '/' or contain control characters"
-            ));
-        }
-        Ok(Target {
-            bucket: bucket.to_string(),
-            prefix: prefix.to_string(),
-        })
-    }
-
-    /// The destination of the file at `rel`.
-    fn dest(&self, rel: &str) -> Result<Destination, String> {
-        let d = Destination {
-            bucket: self.bucket.clone(),
-            key: format!("{}{rel}", self.prefix),
-        };
-        d.validate().map_err(|e| e.0)?;
-        Ok(d)
-    }
-}
-
-/// `path` with `suffix` appended to its file name.
-fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
-    let mut s = path.as_os_str().to_os_string();
-    s.push(suffix);
-    PathBuf::from(s)
-}
-
-/// Fsyncs directory `dir`, making a create, rename or unlink in it durable.
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
-fn sync_parent(path: &Path) -> io::Result<()> {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => sync_dir(p),
-        _ => sync_dir(Path::new(".")),
-    }
-}
-
-/// Escapes the characters that would break a done-log line.
-fn escape(rel: &str) -> String {
-    let mut s = String::with_capacity(rel.len());
-    for c in rel.chars() {
-        match c {
-            '%' => s.push_str("%25"),
-            '\t' => s.push_str("%09"),
-            '\n' => s.push_str("%0A"),
-            '\r' => s.push_str("%0D"),
-            c => s.push(c),
-        }
-    }
-    s
-}
-
-fn unescape(s: &str) -> Option<String> {
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(i) = rest.find('%') {
-        out.push_str(&rest[..i]);
-        let code = rest.get(i + 1..i + 3)?;
-        out.push(match code {
-            "25" => '%',
-            "09" => '\t',
-            "0A" => '\n',
-            "0D" => '\r',
-            _ => return None,
-        });
-        rest = &rest[i + 3..];
-    }
-    out.push_str(rest);
-    Some(out)
-}
-
-fn format_line(rel: &str, id: Ident) -> String {
-    format!("{}\t{}\t{}\t{}\n", escape(rel), id.len, id.mtime_ns, id.ino)
-}
-
-fn parse_line(line: &[u8]) -> Option<(String, Ident)> {
-    let line = std::str::from_utf8(line).ok()?;
-    let mut f = line.split('\t');
-    let rel = unescape(f.next()?)?;
-    let id = Ident {
-        len: f.next()?.parse().ok()?,
-        mtime_ns: f.next()?.parse().ok()?,
-        ino: f.next()?.parse().ok()?,
-    };
-    if f.next().is_some() || rel.is_empty() {
-        return None;
-    }
-    Some((rel, id))
-}
-
-/// Replaces the done-log at `path` with `entries` (temp file, fsync, rename, directory fsync)
-/// and opens it for appending.
-fn write_entries(path: &Path, entries: &HashMap<String, Ident>) -> io::Result<File> {
-    let mut text = String::new();
-    for (rel, id) in entries {
-        text.push_str(&format_line(rel, *id));
-    }
-    let tmp = with_suffix(path, ".tmp");
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(text.as_bytes())?;
-    f.sync_all()?;
-    drop(f);
-    fs::rename(&tmp, path)?;
-    sync_parent(path)?;
-    OpenOptions::new().append(true).open(path)
-}
-
-/// The durable record of files that were uploaded but may not have been deleted yet.
-struct DoneLog {
-    path: PathBuf,
-    file: File,
-    entries: HashMap<String, Ident>,
-    /// Lines in the file (including obsolete ones).
-    lines: usize,
-}
-
-impl DoneLog {
-    /// Reads the done-log at `path`, prunes entries whose file under `root` is gone or changed,
-    /// rewrites it atomically (dropping a torn tail) and opens it for appending.
-    fn open(path: &Path, root: &Path) -> io::Result<DoneLog> {
-        let mut entries = HashMap::new();
-        match File::open(path) {
-            Ok(f) => {
-                let mut bytes = Vec::new();
-                f.take(MAX_DONE_LOG).read_to_end(&mut bytes)?;
-                // Only whole lines count: a crash mid-append leaves a torn last line.
-                let whole = bytes
-                    .iter()
-                    .rposition(|b| *b == b'\n')
-                    .map_or(&bytes[..0], |i| &bytes[..i]);
-                let mut bad = 0usize;
-                for line in whole.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-                    match parse_line(line) {
-                        Some((rel, id)) => {
-                            entries.insert(rel, id);
-                        }
-                        None => bad += 1,
-                    }
-                }
-                if bad > 0 {
-                    log::warn!("{}: ignored {bad} unreadable line(s)", path.display());
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
-        // Keep an entry only while its file is still there, unchanged (or cannot be checked).
-        entries.retain(|rel, id| match fs::metadata(root.join(rel.as_str())) {
-            Ok(m) => Ident::of(&m) == *id,
-            Err(e) => e.kind() != io::ErrorKind::NotFound,
-        });
-        Ok(DoneLog {
-            path: path.to_path_buf(),
-            file: write_entries(path, &entries)?,
-            lines: entries.len(),
-            entries,
-        })
-    }
-
-    /// Rewrites the file with the current entries only.
-    fn rewrite(&mut self) -> io::Result<()> {
-        self.file = write_entries(&self.path, &self.entries)?;
-        self.lines = self.entries.len();
-        Ok(())
-    }
-
-    /// True if `rel` with identity `id` is recorded as uploaded.
-    fn matches(&self, rel: &str, id: Ident) -> bool {
-        self.entries.get(rel) == Some(&id)
-    }
-
-    /// Records durably that `rel` with identity `id` is uploaded.
-    fn record(&mut self, rel: &str, id: Ident) -> io::Result<()> {
-        self.file.write_all(format_line(rel, id).as_bytes())?;
-        self.file.sync_data()?;
-        self.entries.insert(rel.to_string(), id);
-        self.lines += 1;
-        Ok(())
-    }
-
-    /// Drops the entry of `rel` (its file is gone), compacting the file now and then.
-    fn forget(&mut self, rel: &str) {
-        self.entries.remove(rel);
-        if self.lines >= COMPACT_LINES && self.lines > 2 * self.entries.len() {
-            if let Err(e) = self.rewrite() {
-                log::warn!("cannot compact {}: {e}", self.path.display());
-            }
-        }
-    }
-}
-
-/// A file found by a scan.
-struct Found {
-    rel: String,
-    path: PathBuf,
-    id: Ident,
-}
-
-/// True for names the watch leaves alone.
-fn ignored(name: &OsStr) -> bool {
-    let b = name.as_bytes();
-    b.starts_with(b".") || b.ends_with(b".tmp") || b.ends_with(b".part")
-}
-
-/// Lists the candidate files under `dir`. Entries it cannot use go to `bad` with a reason.
-fn walk(
-    dir: &Path,
-    rel_dir: &str,
-    depth: usize,
-    skip: &HashSet<(u64, u64)>,
-    out: &mut Vec<Found>,
-    bad: &mut Vec<(PathBuf, String)>,
-) -> io::Result<()> {
-    for entry in fs::read_dir(dir)? {
-        let Ok(entry) = entry else { continue };
-        let name = entry.file_name();
-        if ignored(&name) {
-            continue;
-        }
-        let path = entry.path();
-        let Ok(ft) = entry.file_type() else { continue };
-        // Links are followed to files only, so a link cannot make the scan loop.
-        let meta = if ft.is_symlink() {
-            fs::metadata(&path)
-        } else {
-            entry.metadata()
-        };
-        let Ok(meta) = meta else { continue };
-        if meta.is_dir() && ft.is_symlink() {
-            continue;
-        }
-        let Some(name) = name.to_str() else {
-            bad.push((
-                path,
-                "the name is not valid UTF-8, so it cannot be an object key".into(),
-            ));
-            continue;
-        };
-        let rel = if rel_dir.is_empty() {
-            name.to_string()
-        } else {
-            format!("{rel_dir}/{name}")
-        };
-        if meta.is_dir() {
-            if skip.contains(&(meta.dev(), meta.ino())) {
-                continue;
-            }
-            if depth >= MAX_DEPTH {
-                bad.push((path, format!("more than {MAX_DEPTH} directory levels deep")));
-                continue;
-            }
-            if let Err(e) = walk(&path, &rel, depth + 1, skip, out, bad) {
-                bad.push((path, format!("cannot read the directory: {e}")));
-            }
-        } else {
-            out.push(Found {
-                rel,
-                path,
-                id: Ident::of(&meta),
-            });
-        }
-    }
-    Ok(())
 }
 
 /// What the watch knows about one file.
@@ -1095,6 +763,8 @@ fn move_file(from: &Path, to: &Path) -> io::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use super::donelog::*;
+    use super::scan::*;
     use super::*;
 
     #[test]
