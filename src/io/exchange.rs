@@ -204,7 +204,7 @@ async fn send(
             len,
         } => {
             conn.write_all(&buf[..head_len], idle).await?;
-            let mut crc = 0u64;
+            let mut crc = crate::proto::crc64::Hasher::new();
             let mut done = 0u64;
             while done < len {
                 let want = usize::try_from(len - done)
@@ -224,14 +224,14 @@ async fn send(
                     return Err(Failure::LocalRead);
                 }
                 let chunk = &buf[..got];
-                crc = crate::proto::crc64::update(crc, chunk);
+                crc.write(chunk);
                 pace(opts, got as u64).await;
                 conn.write_all(chunk, idle).await?;
                 done += got as u64;
                 progress(got as u64);
             }
             conn.flush(idle).await?;
-            Ok(crc)
+            Ok(crc.sum())
         }
     }
 }

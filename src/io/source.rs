@@ -157,13 +157,13 @@ impl Source {
     /// size; one read per `buf.len()` bytes). A file shorter than the range gives
     /// [`io::ErrorKind::UnexpectedEof`].
     pub fn digest(&self, offset: u64, len: u64, buf: &mut [u8]) -> io::Result<(u64, [u8; 16])> {
-        let mut crc = 0u64;
+        let mut crc = crate::proto::crc64::Hasher::new();
         let mut md5 = Md5::new();
         self.for_each_chunk(offset, len, buf, |chunk| {
-            crc = crate::proto::crc64::update(crc, chunk);
+            crc.write(chunk);
             md5.update(chunk);
         })?;
-        Ok((crc, md5.finalize().into()))
+        Ok((crc.sum(), md5.finalize().into()))
     }
 
     /// MD5 of the bytes `offset..offset + len`, read through `buf` (for `Content-MD5`).

@@ -94,7 +94,7 @@ pub(crate) struct Digests {
 /// Incremental MD5 + CRC-64 + length (+ optionally SHA-256) over a byte stream.
 pub(crate) struct Hasher {
     md5: Md5,
-    crc: u64,
+    crc: crc64::Hasher,
     size: u64,
     sha: Option<Sha256>,
 }
@@ -104,7 +104,7 @@ impl Hasher {
     pub(crate) fn new() -> Hasher {
         Hasher {
             md5: Md5::new(),
-            crc: 0,
+            crc: crc64::Hasher::new(),
             size: 0,
             sha: None,
         }
@@ -121,7 +121,7 @@ impl Hasher {
     /// Feeds bytes.
     pub(crate) fn update(&mut self, b: &[u8]) {
         self.md5.update(b);
-        self.crc = crc64::update(self.crc, b);
+        self.crc.write(b);
         self.size += b.len() as u64;
         if let Some(s) = &mut self.sha {
             s.update(b);
@@ -133,7 +133,7 @@ impl Hasher {
         Digests {
             size: self.size,
             md5: self.md5.finalize().into(),
-            crc: self.crc,
+            crc: self.crc.sum(),
             sha256: self.sha.map(|s| s.finalize().into()),
         }
     }

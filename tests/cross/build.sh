@@ -13,22 +13,22 @@
 # 3. Prints stripped sizes (bytes, KiB), text+data from the binutils `size` of each target,
 #    linkage (static, or the newest GLIBC symbol version needed), and smoke-runs each binary
 #    (`--version`, under qemu-user for ARM).
-# 4. Exits non-zero if the aarch64-musl binary exceeds 1.5 MiB (1572864 bytes).
+# 4. Exits non-zero if the aarch64-musl binary exceeds 1.75 MiB (1835008 bytes).
 #
 # Idempotent (cargo skips up-to-date builds); works unattended (CI=true, no stdin).
 # Usage:   tests/cross/build.sh              build and report
 #          tests/cross/build.sh --deps-only  only install the host packages and rustup targets
 # Environment: CARGO (default cargo), CARGO_TARGET_DIR (default ./target),
-# OSSUP_MAX_AARCH64_BYTES (size budget, default 1572864).
+# OSSUP_MAX_AARCH64_BYTES (size budget, default 1835008).
 # Output: the stripped binaries are copied to $CARGO_TARGET_DIR/cross-dist/ossup-<triple>,
 # and the size table to $CARGO_TARGET_DIR/cross-dist/sizes.tsv.
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
 cargo=${CARGO:-cargo}
-# The aarch64-musl size budget: 1.5 MiB. OSSUP_MAX_AARCH64_BYTES overrides it (for measuring a
+# The aarch64-musl size budget: 1.75 MiB. OSSUP_MAX_AARCH64_BYTES overrides it (for measuring a
 # build that is known to be over; CI should keep the default).
-limit=${OSSUP_MAX_AARCH64_BYTES:-1572864}
+limit=${OSSUP_MAX_AARCH64_BYTES:-1835008}
 board_targets=(aarch64-unknown-linux-musl armv7-unknown-linux-gnueabihf)
 features=(--no-default-features --features cli)
 
