@@ -53,6 +53,10 @@ install_deps() {
     local missing=()
     command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 || missing+=(gcc-aarch64-linux-gnu)
     command -v arm-linux-gnueabihf-gcc >/dev/null 2>&1 || missing+=(gcc-arm-linux-gnueabihf)
+    # The target C headers (ring's C code needs them): only Recommends of the cross gcc, so a
+    # --no-install-recommends install (or an earlier one) may lack them.
+    [ -f /usr/arm-linux-gnueabihf/include/stdio.h ] || missing+=(libc6-dev-armhf-cross)
+    [ -f /usr/aarch64-linux-gnu/include/stdio.h ] || missing+=(libc6-dev-arm64-cross)
     command -v qemu-aarch64-static >/dev/null 2>&1 && command -v qemu-arm-static >/dev/null 2>&1 ||
         missing+=(qemu-user-static)
     [ -x /usr/bin/time ] || missing+=(time)         # peak RSS in qemu.sh
