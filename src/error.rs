@@ -157,7 +157,9 @@ impl Error {
             Error::Read { .. } => "check the file and the storage it is on",
             Error::FileChanged { .. } => "run again once the file is stable; a fresh upload starts",
             Error::DataMismatch { .. } => "run again; if it repeats, check memory and storage",
-            Error::Checkpoint { .. } => "make the checkpoint dir writable (--checkpoint-dir)",
+            Error::Checkpoint { .. } => {
+                "use a checkpoint dir that this user owns and only it can write (--checkpoint-dir)"
+            }
             Error::NewerJournal { .. } => {
                 "use the newer ossup, or delete the checkpoint to start over"
             }

@@ -10,7 +10,11 @@
 //! file length are on stable storage by then. A crash during an append leaves at most a torn
 //! last frame, which `proto::checkpoint::replay` rejects by its CRC and [`Journal::open`] cuts
 //! off. A crash during [`Journal::create`] leaves either no journal or the complete new one
-//! (plus possibly a stray `.tmp` file, overwritten by the next create).
+//! (plus possibly a stray `.tmp` file, unlinked and created anew by the next create).
+//!
+//! Every file here is opened through [`crate::io::fsafe`]: never through a symbolic link, temp
+//! files created exclusively, lock files and journals refused unless they are plain files of
+//! ours with one link, and the directory refused when another user could write it.
 //!
 //! Locking: `<journal>.lock` (same name, extension `.lock`) is held with `flock(LOCK_EX)` for as
 //! long as a [`Lock`] lives; the kernel releases it when the process dies, so a crash never
@@ -22,9 +26,9 @@
 //! (see `io` module docs).
 
 use std::ffi::OsString;
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::{File, TryLockError};
 use std::io::{self, Read};
-use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -67,34 +71,15 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// Fsyncs the directory containing `path`, making a create, rename or unlink in it durable.
-fn sync_parent(path: &Path) -> io::Result<()> {
-    let parent = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    File::open(parent)?.sync_all()
-}
+use crate::io::fsafe::{self, sync_parent};
 
-/// Creates `dir` (and its parents) with mode 0700 if missing, then proves it is writable by
-/// creating and removing a probe file, so that a read-only or foreign directory is reported
-/// before any upload starts (`PermissionDenied`, `ReadOnlyFilesystem`, `StorageFull`, ...).
-/// An existing directory's mode is left alone.
+/// Creates `dir` (and its parents) with mode 0700 if missing, refuses it if another user owns it
+/// or group or others may write it (`PermissionDenied` with the reason: another local user could
+/// plant links there), then proves it is writable by creating and removing a probe file, so that
+/// a read-only or foreign directory is reported before any upload starts (`PermissionDenied`,
+/// `ReadOnlyFilesystem`, `StorageFull`, ...). See [`fsafe::ensure_private_dir`].
 pub fn ensure_dir(dir: &Path) -> io::Result<()> {
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)?;
-    let probe = dir.join(format!(".ossup-probe-{}", std::process::id()));
-    let r = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&probe)
-        .and_then(|f| f.write_all_at(b"x", 0));
-    let _ = std::fs::remove_file(&probe);
-    r
+    fsafe::ensure_private_dir(dir)
 }
 
 /// Why a [`Lock`] could not be taken.
@@ -130,14 +115,9 @@ pub struct Lock {
 }
 
 /// Opens (creating if needed) the lock file for `journal_path`, without truncating it.
+/// Never follows a symbolic link and refuses a file that is not a plain file of ours.
 fn open_lock_file(journal_path: &Path) -> io::Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(lock_path(journal_path))
+    fsafe::open_or_create(&lock_path(journal_path), 0o600)
 }
 
 /// The PID recorded in a lock file, if it holds one.
@@ -206,7 +186,7 @@ impl Lock {
     /// it is held but the PID is unreadable. `None` when it is free, or there is no lock file.
     /// (Probes with a non-blocking lock on a fresh handle, released at once.)
     pub fn is_held(journal_path: &Path) -> Option<u32> {
-        let file = File::open(lock_path(journal_path)).ok()?;
+        let file = fsafe::open_read(&lock_path(journal_path)).ok()?;
         match file.try_lock() {
             Ok(()) => None,
             Err(TryLockError::WouldBlock) => Some(read_pid(&file).unwrap_or(0)),
@@ -236,11 +216,12 @@ impl Journal {
     /// header is unusable, the error is returned with the journal untouched: the caller decides
     /// whether to replace it ([`Journal::create`]) or remove it.
     pub fn open(path: &Path) -> io::Result<Option<(Journal, Result<Replay, CheckpointError>)>> {
-        let file = match OpenOptions::new().read(true).write(true).open(path) {
+        let file = match fsafe::open_rw(path) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
         };
+        fsafe::check_state_file(&file, path)?;
         let size = file.metadata()?.len();
         let mut journal = Journal {
             file,
@@ -288,13 +269,8 @@ impl Journal {
             ));
         }
         let tmp = with_suffix(path, ".tmp");
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
+        // Exclusive create: a name someone planted (a link) is unlinked, never written through.
+        let file = fsafe::create_replacing(&tmp, 0o600)?;
         let written = file.write_all_at(&bytes, 0).and_then(|()| file.sync_all());
         if let Err(e) = written {
             drop(file);
@@ -383,6 +359,7 @@ mod tests {
     use super::*;
     use crate::proto::checkpoint::Etag;
     use futures_lite::FutureExt;
+    use std::fs::OpenOptions;
     use std::os::unix::fs::PermissionsExt;
     use std::sync::atomic::{AtomicUsize, Ordering};
 

@@ -1,9 +1,10 @@
 //! The async shell: everything in ossup that *does* IO.
 //!
 //! Owns: sockets and TLS ([`conn`]), sending one request and reading its response
-//! ([`exchange`]), the local file ([`source`]), and the checkpoint journal and its lock on disk
-//! ([`journal`]). The driver (added by the crate root) turns the core's actions into calls of
-//! these modules and feeds the outcomes back.
+//! ([`exchange`]), the local file ([`source`]), the checkpoint journal and its lock on disk
+//! ([`journal`]), and the symlink-proof file primitives every state file uses ([`fsafe`]).
+//! The driver (added by the crate root) turns the core's actions into calls of these modules
+//! and feeds the outcomes back.
 //!
 //! Must not: decide anything a unit test would want to check. What to send, whether to retry,
 //! how long to back off, how fast to send and what a journal means are all decided in
@@ -37,5 +38,6 @@
 pub mod conn;
 pub mod driver;
 pub mod exchange;
+pub mod fsafe;
 pub mod journal;
 pub mod source;

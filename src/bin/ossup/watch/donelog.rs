@@ -7,8 +7,9 @@
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+
+use ossup::io::fsafe;
 
 use super::scan::Ident;
 
@@ -24,17 +25,7 @@ pub(super) fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// Fsyncs directory `dir`, making a create, rename or unlink in it durable.
-pub(super) fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
-pub(super) fn sync_parent(path: &Path) -> io::Result<()> {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => sync_dir(p),
-        _ => sync_dir(Path::new(".")),
-    }
-}
+pub(super) use ossup::io::fsafe::{sync_dir, sync_parent};
 
 /// Escapes the characters that would break a done-log line.
 pub(super) fn escape(rel: &str) -> String {
@@ -97,18 +88,16 @@ pub(super) fn write_entries(path: &Path, entries: &HashMap<String, Ident>) -> io
         text.push_str(&format_line(rel, *id));
     }
     let tmp = with_suffix(path, ".tmp");
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
+    // Exclusive create: a planted name (a link) is unlinked, never written through.
+    let mut f = fsafe::create_replacing(&tmp, 0o600)?;
     f.write_all(text.as_bytes())?;
     f.sync_all()?;
     drop(f);
     fs::rename(&tmp, path)?;
     sync_parent(path)?;
-    OpenOptions::new().append(true).open(path)
+    let f = fsafe::nofollow(OpenOptions::new().append(true)).open(path)?;
+    fsafe::check_state_file(&f, path)?;
+    Ok(f)
 }
 
 /// The durable record of files that were uploaded but may not have been deleted yet.
@@ -125,8 +114,9 @@ impl DoneLog {
     /// rewrites it atomically (dropping a torn tail) and opens it for appending.
     pub(super) fn open(path: &Path, root: &Path) -> io::Result<DoneLog> {
         let mut entries = HashMap::new();
-        match File::open(path) {
+        match fsafe::open_read(path) {
             Ok(f) => {
+                fsafe::check_state_file(&f, path)?;
                 let mut bytes = Vec::new();
                 f.take(MAX_DONE_LOG).read_to_end(&mut bytes)?;
                 // Only whole lines count: a crash mid-append leaves a torn last line.

@@ -276,7 +276,7 @@ fn run(
     let ckpt_err = |e: io::Error| {
         Fatal::new(
             format!("checkpoint dir {} unusable: {e}", ckpt.display()),
-            "make the checkpoint dir writable (--checkpoint-dir)",
+            "use a checkpoint dir that this user owns and only it can write (--checkpoint-dir)",
             exit::CANTCREAT,
         )
     };
@@ -629,7 +629,7 @@ impl Watcher {
                             "cannot record the upload of {rel} in {}: {e}",
                             self.done.path.display()
                         ),
-                        "make the checkpoint dir writable (--checkpoint-dir); the file is kept",
+                        "use a checkpoint dir that this user owns and only it can write (--checkpoint-dir); the file is kept",
                         exit::CANTCREAT,
                     )
                 })?;

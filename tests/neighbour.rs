@@ -1,0 +1,250 @@
+//! Another local user must not be able to destroy or steal data through ossup's state or spool
+//! directories (issue 11 items 16-19, and the local-user parts of issue 10).
+//!
+//! The attacker is played by a small Python program run as `nobody` (uid 65534) with
+//! `setpriv` when the tests run as root; tests that need a second user print why they are
+//! skipped otherwise. Everything runs against an in-process `ossup::serve` on 127.0.0.1.
+#![cfg(feature = "serve")]
+
+mod support;
+
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use support::*;
+
+const NOBODY: u32 = 65534;
+
+fn is_root() -> bool {
+    fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(1) == 0
+}
+
+/// Prints why a second-user test does not run here; true if it must be skipped.
+fn skip_without_second_user(test: &str) -> bool {
+    if !is_root() {
+        eprintln!("SKIPPED {test}: needs root to run the attacker as `nobody` with setpriv");
+        return true;
+    }
+    if !Path::new("/usr/bin/setpriv").exists() || !Path::new("/usr/bin/python3").exists() {
+        eprintln!("SKIPPED {test}: needs /usr/bin/setpriv and /usr/bin/python3");
+        return true;
+    }
+    false
+}
+
+/// Runs the Python program `code` as `nobody` with `args`, from a world-readable directory
+/// under `t`; panics (with its output) unless it exits 0.
+fn as_nobody(t: &TempDir, code: &str, args: &[&Path]) {
+    let dir = t.join("attacker");
+    fs::create_dir_all(&dir).unwrap();
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+    let script = dir.join("plant.py");
+    fs::write(&script, code).unwrap();
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o644)).unwrap();
+    let out = Command::new("/usr/bin/setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "/usr/bin/python3",
+        ])
+        .arg(&script)
+        .args(args)
+        .output()
+        .expect("run setpriv");
+    assert!(
+        out.status.success(),
+        "attacker program failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A root-only file whose content must never change or leave the machine.
+fn victim(t: &TempDir) -> (PathBuf, Vec<u8>) {
+    let dir = t.join("secret");
+    fs::create_dir_all(&dir).unwrap();
+    let p = dir.join("victim");
+    let data = b"root-only secret: do not overwrite or upload\n".to_vec();
+    fs::write(&p, &data).unwrap();
+    fs::set_permissions(&p, fs::Permissions::from_mode(0o600)).unwrap();
+    (p, data)
+}
+
+fn mode(p: &Path) -> u32 {
+    fs::metadata(p).unwrap().permissions().mode() & 0o7777
+}
+
+/// The journal name ossup uses for `file` → `key` at `endpoint`.
+fn journal_for(ckpt: &Path, endpoint: &str, file: &Path, key: &str) -> PathBuf {
+    let authority = endpoint.trim_start_matches("http://");
+    ossup::io::journal::journal_path(ckpt, file, &format!("http://{authority}"), BUCKET, key)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Item 16: the checkpoint directory
+
+#[test]
+fn checkpoint_dir_writable_by_others_is_refused_with_73() {
+    let t = TempDir::new("nb-ckpt-mode");
+    let server = start_server(&t.join("store"));
+    let ep = endpoint(server.addr());
+    let file = t.join("f.bin");
+    write_file(&file, 1000, 1);
+    for (m, word) in [(0o777, "others"), (0o1777, "others"), (0o770, "group")] {
+        let ckpt = t.join(format!("ckpt-{m:o}"));
+        fs::create_dir(&ckpt).unwrap();
+        fs::set_permissions(&ckpt, fs::Permissions::from_mode(m)).unwrap();
+        let out = upload(&ep, &file, "k", &ckpt).run();
+        out.expect_code(73);
+        let line = out.single_error_line();
+        assert!(
+            line.contains("writable by") && line.contains(word),
+            "{line}"
+        );
+        assert!(journals(&ckpt).is_empty());
+        assert_eq!(
+            fs::read_dir(&ckpt).unwrap().count(),
+            0,
+            "ossup wrote into it"
+        );
+        assert!(read_object(&t.join("store"), BUCKET, "k").is_none());
+    }
+    // watch refuses it the same way, before anything is uploaded or deleted.
+    let spool = t.join("spool");
+    fs::create_dir(&spool).unwrap();
+    write_file(&spool.join("a.bin"), 10, 2);
+    let ckpt = t.join("ckpt-777");
+    let out = Ossup::new()
+        .creds(AK, SK)
+        .arg("watch")
+        .arg(&spool)
+        .arg(format!("oss://{BUCKET}/in/"))
+        .args([
+            "--endpoint",
+            &ep,
+            "--region",
+            REGION,
+            "--once",
+            "--settle",
+            "0",
+        ])
+        .arg("--checkpoint-dir")
+        .arg(&ckpt)
+        .run();
+    out.expect_code(73);
+    assert!(out.single_error_line().contains("writable by others"));
+    assert!(spool.join("a.bin").exists());
+}
+
+#[test]
+fn checkpoint_dir_owned_by_another_user_is_refused_with_73() {
+    if skip_without_second_user("checkpoint_dir_owned_by_another_user_is_refused_with_73") {
+        return;
+    }
+    let t = TempDir::new("nb-ckpt-owner");
+    let server = start_server(&t.join("store"));
+    let file = t.join("f.bin");
+    write_file(&file, 1000, 1);
+    let ckpt = t.join("ckpt");
+    fs::create_dir(&ckpt).unwrap();
+    fs::set_permissions(&ckpt, fs::Permissions::from_mode(0o700)).unwrap();
+    std::os::unix::fs::chown(&ckpt, Some(NOBODY), Some(NOBODY)).unwrap();
+    let out = upload(&endpoint(server.addr()), &file, "k", &ckpt).run();
+    out.expect_code(73);
+    let line = out.single_error_line();
+    assert!(line.contains("owned by uid 65534"), "{line}");
+    assert_eq!(fs::read_dir(&ckpt).unwrap().count(), 0);
+}
+
+#[test]
+fn new_checkpoint_dir_is_created_0700() {
+    let t = TempDir::new("nb-ckpt-new");
+    let server = start_server(&t.join("store"));
+    let file = t.join("f.bin");
+    let data = write_file(&file, 1000, 1);
+    let ckpt = t.join("a/b/ckpt");
+    upload(&endpoint(server.addr()), &file, "k", &ckpt)
+        .run()
+        .expect_code(0);
+    assert_eq!(mode(&ckpt), 0o700);
+    assert_eq!(read_object(&t.join("store"), BUCKET, "k").unwrap(), data);
+}
+
+/// A user who could once write the checkpoint directory (or planted names before it was made
+/// private) left links where ossup creates its files: none of them may be written through.
+#[test]
+fn planted_links_in_checkpoint_dir_are_never_followed() {
+    let t = TempDir::new("nb-ckpt-links");
+    let server = start_server(&t.join("store"));
+    let ep = endpoint(server.addr());
+    let (victim, secret) = victim(&t);
+    let ckpt = t.join("ckpt");
+    fs::create_dir(&ckpt).unwrap();
+    fs::set_permissions(&ckpt, fs::Permissions::from_mode(0o700)).unwrap();
+    let file = t.join("f.bin");
+    let data = write_file(&file, 3000, 7);
+    let j = journal_for(&ckpt, &ep, &file, "k");
+    let mut names: Vec<PathBuf> = vec![
+        j.with_extension("lock"),
+        PathBuf::from(format!("{}.tmp", j.display())),
+    ];
+    for n in &names {
+        std::os::unix::fs::symlink(&victim, n).unwrap();
+    }
+    let out = upload(&ep, &file, "k", &ckpt).run();
+    assert_eq!(fs::read(&victim).unwrap(), secret, "victim overwritten");
+    assert_eq!(mode(&victim), 0o600);
+    // The lock name is a link: ossup refuses it (73) rather than locking through it.
+    out.expect_code(73);
+    assert!(read_object(&t.join("store"), BUCKET, "k").is_none());
+    // Without the lock link, the stale temp-file link is replaced, not written through.
+    fs::remove_file(&names[0]).unwrap();
+    upload(&ep, &file, "k", &ckpt).run().expect_code(0);
+    assert_eq!(fs::read(&victim).unwrap(), secret, "victim overwritten");
+    assert_eq!(read_object(&t.join("store"), BUCKET, "k").unwrap(), data);
+    // A planted journal link is refused, never read or replaced through.
+    names.clear();
+    std::os::unix::fs::symlink(&victim, &j).unwrap();
+    let out = upload(&ep, &file, "k", &ckpt).run();
+    assert_ne!(out.code, 0, "{}", out.stderr);
+    assert_eq!(fs::read(&victim).unwrap(), secret, "victim overwritten");
+}
+
+/// The second user plants links in a shared (sticky, world-writable) checkpoint directory:
+/// ossup refuses the directory, and the root-only victim is untouched.
+#[test]
+fn second_user_cannot_make_ossup_overwrite_files_via_checkpoint_dir() {
+    if skip_without_second_user("second_user_cannot_make_ossup_overwrite_files_via_checkpoint_dir")
+    {
+        return;
+    }
+    let t = TempDir::new("nb-ckpt-nobody");
+    fs::set_permissions(t.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let server = start_server(&t.join("store"));
+    let ep = endpoint(server.addr());
+    let (victim, secret) = victim(&t);
+    let ckpt = t.join("ckpt");
+    fs::create_dir(&ckpt).unwrap();
+    fs::set_permissions(&ckpt, fs::Permissions::from_mode(0o1777)).unwrap();
+    let file = t.join("f.bin");
+    write_file(&file, 3000, 7);
+    let j = journal_for(&ckpt, &ep, &file, "k");
+    as_nobody(
+        &t,
+        "import os, sys\nfor n in sys.argv[2:]:\n    os.symlink(sys.argv[1], n)\n",
+        &[
+            &victim,
+            &j.with_extension("lock"),
+            &j,
+            Path::new(&format!("{}.tmp", j.display())),
+        ],
+    );
+    let out = upload(&ep, &file, "k", &ckpt).run();
+    out.expect_code(73);
+    assert!(out.single_error_line().contains("writable by others"));
+    assert_eq!(fs::read(&victim).unwrap(), secret, "victim overwritten");
+    assert_eq!(mode(&victim), 0o600);
+}
