@@ -712,3 +712,95 @@ fn a_second_watch_on_the_same_directory_exits_75() {
     assert!(err.contains(&format!("PID {}", first.child.id())), "{err}");
     assert!(first.running());
 }
+
+/// Starts a watch with the test pause hook in `pause` (see `watch/retire.rs`), waits until it
+/// has verified an upload and is about to retire the file, runs `act`, and lets it go on.
+fn run_paused(env: &Env, extra: &[&str], act: impl FnOnce()) -> (i32, String) {
+    let pause = env.root.join("pause");
+    fs::create_dir_all(&pause).unwrap();
+    let mut c = env.command(extra);
+    c.env("OSSUP_TEST_PAUSE_DIR", &pause);
+    let mut run = Running::new(c.spawn().unwrap());
+    let paused = wait_until(RUN_LIMIT, || {
+        pause.join("paused").exists() || !run.running()
+    });
+    assert!(
+        paused && pause.join("paused").exists(),
+        "never paused: {}",
+        run.stderr_now()
+    );
+    act();
+    fs::write(pause.join("resume"), b"").unwrap();
+    run.wait(RUN_LIMIT)
+}
+
+/// Issue 10 item 1: a new version renamed into the spool under the same name after the old
+/// one was verified (inside the done-log `fdatasync` window) must never be deleted unuploaded.
+#[test]
+fn watch_never_deletes_a_replaced_file() {
+    let env = Env::new("replaced");
+    let old = data(5000, 21);
+    env.put_old("s.txt", &old, HOUR);
+    let new = data(7777, 22);
+    let (code, err) = run_paused(&env, &FAST, || {
+        let staged = env.root.join("new.txt");
+        fs::write(&staged, &new).unwrap();
+        fs::rename(&staged, env.spool.join("s.txt")).unwrap();
+    });
+    assert_eq!(code, 0, "{err}");
+    // The new bytes were uploaded (after settling) and only then removed.
+    assert!(
+        env.object("in/s.txt") == Some(new),
+        "object is not the new version: {err}"
+    );
+    assert!(!env.spool.join("s.txt").exists(), "{err}");
+    assert!(err.contains("was replaced by another version"), "{err}");
+}
+
+/// Issue 10 item 1 with `--done-dir`: the unuploaded version is not archived in place of the
+/// uploaded one; it is uploaded first, and only then archived.
+#[test]
+fn watch_never_archives_a_replaced_file() {
+    let env = Env::new("replaced-dd");
+    let done = env.root.join("done");
+    env.put_old("d/s.txt", &data(5000, 31), HOUR);
+    let new = data(6000, 32);
+    let extra = [&FAST[..], &["--done-dir", done.to_str().unwrap()]].concat();
+    let (code, err) = run_paused(&env, &extra, || {
+        let staged = env.root.join("new.txt");
+        fs::write(&staged, &new).unwrap();
+        fs::rename(&staged, env.spool.join("d/s.txt")).unwrap();
+    });
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        env.object("in/d/s.txt") == Some(new.clone()),
+        "object is not the new version: {err}"
+    );
+    assert!(fs::read(done.join("d/s.txt")).ok() == Some(new), "{err}");
+    assert!(!env.spool.join("d/s.txt").exists(), "{err}");
+    assert!(!done.join("d/s.txt.~1~").exists(), "{err}");
+}
+
+/// Issue 10: `--done-dir` silently replaced an older archived file of the same path.
+#[test]
+fn done_dir_keeps_both_versions_of_a_path() {
+    let env = Env::new("dd-both");
+    let done = env.root.join("done");
+    let extra = [&FAST[..], &["--done-dir", done.to_str().unwrap()]].concat();
+    let v1 = data(100, 41);
+    env.put_old("a.txt", &v1, HOUR);
+    let (code, err) = env.run(&extra);
+    assert_eq!(code, 0, "{err}");
+    let v2 = data(200, 42);
+    env.put_old("a.txt", &v2, HOUR);
+    let (code, err) = env.run(&extra);
+    assert_eq!(code, 0, "{err}");
+    let v3 = data(300, 43);
+    env.put_old("a.txt", &v3, HOUR);
+    let (code, err) = env.run(&extra);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(fs::read(done.join("a.txt")).ok(), Some(v1));
+    assert_eq!(fs::read(done.join("a.txt.~1~")).ok(), Some(v2));
+    assert_eq!(fs::read(done.join("a.txt.~2~")).ok(), Some(v3));
+    assert_eq!(env.object("in/a.txt"), Some(data(300, 43)));
+}

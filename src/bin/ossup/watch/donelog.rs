@@ -25,7 +25,7 @@ pub(super) fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
-pub(super) use ossup::io::fsafe::{sync_dir, sync_parent};
+use ossup::io::fsafe::sync_parent;
 
 /// Escapes the characters that would break a done-log line.
 pub(super) fn escape(rel: &str) -> String {
@@ -140,10 +140,15 @@ impl DoneLog {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
-        // Keep an entry only while its file is still there, unchanged (or cannot be checked).
-        entries.retain(|rel, id| match fs::metadata(root.join(rel.as_str())) {
-            Ok(m) => Ident::of(&m) == *id,
-            Err(e) => e.kind() != io::ErrorKind::NotFound,
+        // Keep an entry only while its file is still there, unchanged (or cannot be checked),
+        // under its name or under the aside name of a retire a crash interrupted.
+        entries.retain(|rel, id| {
+            let path = root.join(rel.as_str());
+            let keep = |p: &Path| match fs::metadata(p) {
+                Ok(m) => Ident::of(&m) == *id,
+                Err(e) => e.kind() != io::ErrorKind::NotFound,
+            };
+            keep(&path) || keep(&super::retire::aside_path(&path))
         });
         Ok(DoneLog {
             path: path.to_path_buf(),

@@ -63,12 +63,12 @@
 //! are skipped and retried instead of blocking the loop.
 
 mod donelog;
+mod retire;
 mod scan;
 mod target;
 
 use std::collections::{BTreeMap, HashSet};
-use std::ffi::OsStr;
-use std::fs::{self, File};
+use std::fs;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
@@ -83,7 +83,8 @@ use sha2::{Digest, Sha256};
 
 use crate::args::WatchArgs;
 use crate::progress;
-use donelog::{sync_dir, sync_parent, DoneLog};
+use donelog::DoneLog;
+use retire::Retired;
 use scan::{walk, wall_ns, Ident};
 use target::Target;
 
@@ -374,10 +375,27 @@ fn run(
         failures: 0,
         scan_failing: false,
     };
+    w.finish_interrupted();
     w.run()
 }
 
 impl Watcher {
+    /// Finishes retiring files that a crash left under their aside name (see `retire`).
+    fn finish_interrupted(&mut self) {
+        let rels: Vec<String> = self
+            .done
+            .entries
+            .keys()
+            .filter(|rel| {
+                fs::symlink_metadata(retire::aside_path(&self.root.join(rel.as_str()))).is_ok()
+            })
+            .cloned()
+            .collect();
+        for rel in rels {
+            self.finish(&rel);
+        }
+    }
+
     fn run(&mut self) -> Result<u8, Fatal> {
         let mut deadline = None;
         loop {
@@ -691,35 +709,46 @@ impl Watcher {
         }
     }
 
-    /// Deletes or moves an uploaded file (its done-log line is durable).
+    /// Deletes or moves an uploaded file (its done-log line is durable), if and only if what is
+    /// under its name is still the version that was uploaded (see `retire`).
     fn finish(&mut self, rel: &str) {
-        let Some(t) = self.tracked.get(rel) else {
-            return;
+        let (path, id) = match self.tracked.get(rel) {
+            Some(t) => (t.path.clone(), t.id),
+            None => match self.done.entries.get(rel) {
+                // A retire that a crash interrupted (found by `DoneLog::open`).
+                Some(id) => (self.root.join(rel), *id),
+                None => return,
+            },
         };
-        let path = t.path.clone();
-        let r = match &self.done_dir {
-            None => fs::remove_file(&path)
-                .and_then(|()| sync_parent(&path))
-                .map(|()| None),
-            Some(d) => {
-                let to = d.join(rel);
-                move_file(&path, &to).map(|()| Some(to))
-            }
-        };
-        match r {
-            Ok(to) => {
-                match to {
-                    Some(to) => log::info!("moved {rel} to {}", to.display()),
-                    None => log::info!("removed {rel}"),
+        retire::test_pause();
+        let to = self.done_dir.as_ref().map(|d| d.join(rel));
+        match retire::retire(&path, id, to.as_deref()) {
+            Ok(Retired::Removed) => log::info!("removed {rel}"),
+            Ok(Retired::Moved(to)) => log::info!("moved {rel} to {}", to.display()),
+            Ok(Retired::Gone) => {}
+            Ok(Retired::Changed(kept)) => {
+                match kept {
+                    None => log::warn!(
+                        "{rel} was replaced by another version after its upload; it will be \
+                         uploaded once it settles"
+                    ),
+                    Some(k) => log::warn!(
+                        "{rel} was replaced twice after its upload; the unuploaded versions are \
+                         kept as {rel} and {}",
+                        k.display()
+                    ),
                 }
+                // The next scan finds the new version as a new file.
                 self.tracked.remove(rel);
                 self.done.forget(rel);
+                return;
             }
-            Err(e)
-                if e.kind() == io::ErrorKind::NotFound && fs::symlink_metadata(&path).is_err() =>
-            {
-                self.tracked.remove(rel);
-                self.done.forget(rel);
+            Ok(Retired::Busy) => {
+                log::info!("{rel} is uploaded but still open for writing; removing it later");
+                if let Some(t) = self.tracked.get_mut(rel) {
+                    t.retry_at = Some(Instant::now() + self.poll);
+                }
+                return;
             }
             Err(e) => {
                 let what = if self.done_dir.is_some() {
@@ -731,34 +760,12 @@ impl Watcher {
                     rel,
                     &format!("{rel} is uploaded but could not be {what}: {e}"),
                 );
+                return;
             }
         }
+        self.tracked.remove(rel);
+        self.done.forget(rel);
     }
-}
-
-/// Moves `from` to `to` (creating directories), durably; copies when they are on different
-/// file systems.
-fn move_file(from: &Path, to: &Path) -> io::Result<()> {
-    let parent = to.parent().unwrap_or(Path::new("/"));
-    fs::create_dir_all(parent)?;
-    match fs::rename(from, to) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::CrossesDevices => {
-            let name = to.file_name().unwrap_or(OsStr::new("file"));
-            let mut tmp_name = std::ffi::OsString::from(".");
-            tmp_name.push(name);
-            tmp_name.push(".ossup-tmp");
-            let tmp = parent.join(tmp_name);
-            fs::copy(from, &tmp)?;
-            File::open(&tmp)?.sync_all()?;
-            fs::rename(&tmp, to)?;
-            sync_dir(parent)?;
-            fs::remove_file(from)?;
-        }
-        Err(e) => return Err(e),
-    }
-    sync_dir(parent)?;
-    sync_parent(from)
 }
 
 #[cfg(test)]
@@ -766,6 +773,7 @@ mod tests {
     use super::donelog::*;
     use super::scan::*;
     use super::*;
+    use std::ffi::OsStr;
 
     #[test]
     fn done_log_lines_round_trip() {
