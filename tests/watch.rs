@@ -804,3 +804,26 @@ fn done_dir_keeps_both_versions_of_a_path() {
     assert_eq!(fs::read(done.join("a.txt.~2~")).ok(), Some(v3));
     assert_eq!(env.object("in/a.txt"), Some(data(300, 43)));
 }
+
+/// Issue 10 item 8: two watchers on one spool with different destinations both ran, deleting
+/// files under each other. The spool is owned by one watcher; the second exits 75 naming it.
+#[test]
+fn a_second_watch_on_the_same_spool_with_another_destination_exits_75() {
+    let env = Env::new("second-dest");
+    let mut first = env.spawn(&["--poll", "0.2"]);
+    assert!(wait_until(Duration::from_secs(20), || first
+        .stderr_now()
+        .contains("watching ")));
+    env.put_old("x.bin", b"payload", HOUR);
+    let mut c = env.command_with(
+        &env.spool,
+        &format!("oss://{BUCKET}/other/"),
+        &env.root.join("ckpt2"),
+        &["--once", "--settle", "0"],
+    );
+    let (code, err) = Running::new(c.spawn().unwrap()).wait(RUN_LIMIT);
+    assert_eq!(code, 75, "{err}");
+    assert!(err.contains(&format!("PID {}", first.child.id())), "{err}");
+    assert!(env.object("other/x.bin").is_none(), "{err}");
+    assert!(first.running());
+}

@@ -55,7 +55,8 @@
 //! file whose upload is locked by another ossup process is skipped and tried again at the next
 //! scan. Failures that concern every file (checkpoint directory unusable, credentials rejected,
 //! configuration: exit codes 73, 77, 78) stop the watch with that exit code. A second `ossup
-//! watch` on the same DIR and destination exits 75 (the done-log is locked).
+//! watch` on the same DIR, whatever its destination, exits 75 naming the first one's PID (the
+//! directory itself is locked, see `spool_lock`).
 //!
 //! `--once` processes the files present at the first scan, waiting for unsettled or locked ones
 //! at most `--settle` plus `max(10 s, 2 × --poll)`, and exits 0 if all were uploaded, 75
@@ -65,6 +66,7 @@
 mod donelog;
 mod retire;
 mod scan;
+mod spool_lock;
 mod target;
 
 use std::collections::{BTreeMap, HashSet};
@@ -262,6 +264,25 @@ fn run(
         Err(e) => {
             return Err(Fatal::new(
                 format!("cannot open {}: {e}", dir.display()),
+                "check the path",
+                exit::NOINPUT,
+            ))
+        }
+    };
+    // One watcher per spool, whatever its destination: two would delete files under each other.
+    let _spool_lock = match spool_lock::lock_spool(&root) {
+        Ok(l) => l,
+        Err(spool_lock::SpoolLockError::Held(pid)) => {
+            let who = pid.map(|p| format!(" (PID {p})")).unwrap_or_default();
+            return Err(Fatal::new(
+                format!("another ossup watch{who} is watching {}", root.display()),
+                "one watcher per directory: stop it first",
+                exit::TEMPFAIL,
+            ));
+        }
+        Err(spool_lock::SpoolLockError::Io(e)) => {
+            return Err(Fatal::new(
+                format!("cannot lock {}: {e}", root.display()),
                 "check the path",
                 exit::NOINPUT,
             ))
