@@ -15,6 +15,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use ossup::proto::sign::{uri_encode, Credentials};
+
 use ossup::serve::{Options, Server, Stats};
 
 const BUCKET: &str = "bkt";
@@ -257,11 +258,26 @@ fn data(len: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
-/// The done-log line for the file at `path` known as `rel`.
-fn done_line(rel: &str, path: &Path) -> String {
+/// The done-log line for the file at `path` known as `rel`, unsigned (as a forger without the
+/// key would write it, and as ossup wrote it before lines were authenticated).
+fn unsigned_line(rel: &str, path: &Path) -> String {
     let m = fs::metadata(path).unwrap();
     let mtime_ns = i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec());
-    format!("{rel}\t{}\t{mtime_ns}\t{}\n", m.len(), m.ino())
+    format!("{rel}\t{}\t{mtime_ns}\t{}", m.len(), m.ino())
+}
+
+/// Signs a done-log line body as ossup does: HMAC-SHA256 with the checkpoint dir's
+/// `watch.key` over a domain tag, the done-log's file name and the body; 16 bytes in hex.
+fn sign_line(ckpt: &Path, log: &Path, body: &str) -> String {
+    use hmac::{Hmac, Mac};
+    let key = fs::read(ckpt.join("watch.key")).expect("watch.key");
+    let mut m = Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
+    m.update(b"ossup done-log v1\0");
+    m.update(log.file_name().unwrap().as_encoded_bytes());
+    m.update(b"\0");
+    m.update(body.as_bytes());
+    let tag = m.finalize().into_bytes();
+    format!("{body}\t{}\n", ossup::proto::sign::hex(&tag[..16]))
 }
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -449,11 +465,13 @@ fn a_recorded_file_is_removed_after_a_restart_without_uploading_it_again() {
     let changed = env.put_old("changed.bin", &data(800, 32), HOUR);
     let new = data(900, 33);
     env.put_old("new.bin", &new, HOUR);
-    let mut lines = done_line("rec.bin", &small) + &done_line("sub/big.bin", &big);
+    let ck = &env.ckpt;
+    let mut lines = sign_line(ck, &log, &unsigned_line("rec.bin", &small))
+        + &sign_line(ck, &log, &unsigned_line("sub/big.bin", &big));
     // A line for a file that is gone, and one whose file was replaced since (other length).
-    lines.push_str("gone.bin\t5\t1\t2\n");
-    let stale = done_line("changed.bin", &changed).replacen("\t800\t", "\t801\t", 1);
-    lines.push_str(&stale);
+    lines.push_str(&sign_line(ck, &log, "gone.bin\t5\t1\t2"));
+    let stale = unsigned_line("changed.bin", &changed).replacen("\t800\t", "\t801\t", 1);
+    lines.push_str(&sign_line(ck, &log, &stale));
     // And a torn last line, as a crash mid-append leaves.
     lines.push_str("torn.bin\t12");
     fs::write(&log, lines).unwrap();
@@ -826,4 +844,36 @@ fn a_second_watch_on_the_same_spool_with_another_destination_exits_75() {
     assert!(err.contains(&format!("PID {}", first.child.id())), "{err}");
     assert!(env.object("other/x.bin").is_none(), "{err}");
     assert!(first.running());
+}
+
+/// Issue 11 item 17: a forged done-log made `watch` delete spool files that were never
+/// uploaded. Lines without this ossup's MAC are ignored: the files are uploaded first.
+#[test]
+fn a_forged_done_log_never_deletes_unuploaded_files() {
+    let env = Env::new("forged");
+    let (code, err) = env.run(&FAST);
+    assert_eq!(code, 0, "{err}");
+    let log = env.done_log().expect("done-log created at start");
+    let mut forged = String::new();
+    let mut want = Vec::new();
+    for (i, rel) in ["a.csv", "b.csv", "sub/c.csv"].iter().enumerate() {
+        let body = data(1000 + i, 50 + i as u64);
+        let p = env.put_old(rel, &body, HOUR);
+        // Unsigned, and signed with a key that is not this checkpoint dir's.
+        forged.push_str(&unsigned_line(rel, &p));
+        forged.push('\n');
+        let line = unsigned_line(rel, &p);
+        forged.push_str(&format!("{line}\t{}\n", "00".repeat(16)));
+        want.push((rel.to_string(), body));
+    }
+    fs::write(&log, forged).unwrap();
+    let (code, err) = env.run(&FAST);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("fail the integrity check"), "{err}");
+    for (rel, body) in want {
+        assert!(
+            env.object(&format!("in/{rel}")) == Some(body),
+            "{rel} was deleted without being uploaded: {err}"
+        );
+    }
 }

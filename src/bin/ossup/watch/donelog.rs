@@ -1,13 +1,28 @@
 //! The done-log: the durable record of spool files that were uploaded but may not have been
 //! deleted or moved yet, and the small file helpers it and the watch loop share.
 //!
-//! Owns: the done-log's line format, reading, pruning, appending and compacting it.
+//! Owns: the done-log's line format, reading, pruning, appending and compacting it, and the
+//! key that authenticates its lines.
 //! Must not: upload, delete or move spool files (the watch loop does, after [`DoneLog::record`]).
+//!
+//! **Integrity.** A done-log line is what allows a spool file to be deleted without uploading
+//! it, so a forged line would destroy data. Every line therefore ends in a MAC: the first 16
+//! bytes of HMAC-SHA256, keyed by a 32-byte secret `watch.key` (mode 0600, created once from
+//! `/dev/urandom`) in the checkpoint directory, over a domain tag, the done-log's file name
+//! and the rest of the line. A line without a valid MAC (forged, copied from another
+//! done-log or another machine, damaged, or written by an older ossup) is ignored: its file is
+//! uploaded again before it is deleted, which costs bytes but never data. A CRC would catch
+//! damage but not forgery (anyone able to write the log can compute one); the MAC needs the
+//! key, which only ossup's user can read. Together with the owner and mode checks of the
+//! checkpoint directory and the log file, deleting a file requires proof written by this ossup.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 
 use ossup::io::fsafe;
 
@@ -61,13 +76,101 @@ pub(super) fn unescape(s: &str) -> Option<String> {
     Some(out)
 }
 
-pub(super) fn format_line(rel: &str, id: Ident) -> String {
-    format!("{}\t{}\t{}\t{}\n", escape(rel), id.len, id.mtime_ns, id.ino)
+/// Bytes of the done-log key.
+const KEY_LEN: usize = 32;
+/// Bytes of HMAC-SHA256 kept per line (hex-encoded, 32 characters).
+const MAC_LEN: usize = 16;
+
+/// The key that authenticates the lines of one done-log (see the module docs).
+#[derive(Clone)]
+pub(super) struct LineKey {
+    key: [u8; KEY_LEN],
+    /// The done-log's file name: a line is valid in this log only.
+    log_name: String,
 }
 
-pub(super) fn parse_line(line: &[u8]) -> Option<(String, Ident)> {
+impl LineKey {
+    /// A key for the done-log called `log_name`.
+    pub(super) fn new(key: [u8; KEY_LEN], log_name: &str) -> LineKey {
+        LineKey {
+            key,
+            log_name: log_name.to_string(),
+        }
+    }
+
+    fn mac(&self, body: &str) -> Hmac<Sha256> {
+        let mut m = Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes any key");
+        m.update(b"ossup done-log v1\0");
+        m.update(self.log_name.as_bytes());
+        m.update(b"\0");
+        m.update(body.as_bytes());
+        m
+    }
+}
+
+/// Name of the key file in the checkpoint directory.
+pub(super) const KEY_FILE: &str = "watch.key";
+
+/// Reads the done-log key from `dir`, creating it (0600, from `/dev/urandom`) if missing.
+/// A key file that is a link, not ours, readable by others or of the wrong size is refused.
+pub(super) fn load_key(dir: &Path) -> io::Result<[u8; KEY_LEN]> {
+    use std::os::unix::fs::{FileExt, MetadataExt};
+    let path = dir.join(KEY_FILE);
+    let mut key = [0u8; KEY_LEN];
+    match fsafe::create_new(&path, 0o600) {
+        Ok(f) => {
+            File::open("/dev/urandom")?.read_exact(&mut key)?;
+            let r = f.write_all_at(&key, 0).and_then(|()| f.sync_all());
+            if let Err(e) = r {
+                let _ = fs::remove_file(&path);
+                return Err(e);
+            }
+            sync_parent(&path)?;
+            return Ok(key);
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    let f = fsafe::open_read(&path)?;
+    fsafe::check_state_file(&f, &path)?;
+    let m = f.metadata()?;
+    if m.mode() & 0o077 != 0 || m.len() != KEY_LEN as u64 {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "refusing {}: a done-log key must be {KEY_LEN} bytes with mode 0600 \
+                 (remove it to make a new one; files then recorded as uploaded are uploaded again)",
+                path.display()
+            ),
+        ));
+    }
+    f.read_exact_at(&mut key, 0)?;
+    Ok(key)
+}
+
+pub(super) fn format_line(rel: &str, id: Ident, key: &LineKey) -> String {
+    let body = format!("{}\t{}\t{}\t{}", escape(rel), id.len, id.mtime_ns, id.ino);
+    let tag = key.mac(&body).finalize().into_bytes();
+    format!("{body}\t{}\n", ossup::proto::sign::hex(&tag[..MAC_LEN]))
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// The entry of one line (without its newline), if it is well formed and its MAC is valid.
+pub(super) fn parse_line(line: &[u8], key: &LineKey) -> Option<(String, Ident)> {
     let line = std::str::from_utf8(line).ok()?;
-    let mut f = line.split('\t');
+    let (body, tag) = line.rsplit_once('\t')?;
+    let tag = unhex(tag).filter(|t| t.len() == MAC_LEN)?;
+    key.mac(body).verify_truncated_left(&tag).ok()?;
+    let mut f = body.split('\t');
     let rel = unescape(f.next()?)?;
     let id = Ident {
         len: f.next()?.parse().ok()?,
@@ -82,10 +185,14 @@ pub(super) fn parse_line(line: &[u8]) -> Option<(String, Ident)> {
 
 /// Replaces the done-log at `path` with `entries` (temp file, fsync, rename, directory fsync)
 /// and opens it for appending.
-pub(super) fn write_entries(path: &Path, entries: &HashMap<String, Ident>) -> io::Result<File> {
+pub(super) fn write_entries(
+    path: &Path,
+    entries: &HashMap<String, Ident>,
+    key: &LineKey,
+) -> io::Result<File> {
     let mut text = String::new();
     for (rel, id) in entries {
-        text.push_str(&format_line(rel, *id));
+        text.push_str(&format_line(rel, *id, key));
     }
     let tmp = with_suffix(path, ".tmp");
     // Exclusive create: a planted name (a link) is unlinked, never written through.
@@ -107,12 +214,16 @@ pub(super) struct DoneLog {
     pub(super) entries: HashMap<String, Ident>,
     /// Lines in the file (including obsolete ones).
     pub(super) lines: usize,
+    key: LineKey,
 }
 
 impl DoneLog {
-    /// Reads the done-log at `path`, prunes entries whose file under `root` is gone or changed,
-    /// rewrites it atomically (dropping a torn tail) and opens it for appending.
-    pub(super) fn open(path: &Path, root: &Path) -> io::Result<DoneLog> {
+    /// Reads the done-log at `path`, keeps only lines whose MAC `key` proves, prunes entries
+    /// whose file under `root` is gone or changed, rewrites it atomically (dropping a torn
+    /// tail) and opens it for appending.
+    pub(super) fn open(path: &Path, root: &Path, key: [u8; KEY_LEN]) -> io::Result<DoneLog> {
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        let key = LineKey::new(key, &name);
         let mut entries = HashMap::new();
         match fsafe::open_read(path) {
             Ok(f) => {
@@ -126,7 +237,7 @@ impl DoneLog {
                     .map_or(&bytes[..0], |i| &bytes[..i]);
                 let mut bad = 0usize;
                 for line in whole.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-                    match parse_line(line) {
+                    match parse_line(line, &key) {
                         Some((rel, id)) => {
                             entries.insert(rel, id);
                         }
@@ -134,7 +245,12 @@ impl DoneLog {
                     }
                 }
                 if bad > 0 {
-                    log::warn!("{}: ignored {bad} unreadable line(s)", path.display());
+                    log::warn!(
+                        "{}: ignored {bad} line(s) that are damaged or fail the integrity check \
+                         (forged, copied from elsewhere, or from an older ossup); their files are \
+                         uploaded again before they are removed",
+                        path.display()
+                    );
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -152,15 +268,16 @@ impl DoneLog {
         });
         Ok(DoneLog {
             path: path.to_path_buf(),
-            file: write_entries(path, &entries)?,
+            file: write_entries(path, &entries, &key)?,
             lines: entries.len(),
             entries,
+            key,
         })
     }
 
     /// Rewrites the file with the current entries only.
     pub(super) fn rewrite(&mut self) -> io::Result<()> {
-        self.file = write_entries(&self.path, &self.entries)?;
+        self.file = write_entries(&self.path, &self.entries, &self.key)?;
         self.lines = self.entries.len();
         Ok(())
     }
@@ -172,7 +289,8 @@ impl DoneLog {
 
     /// Records durably that `rel` with identity `id` is uploaded.
     pub(super) fn record(&mut self, rel: &str, id: Ident) -> io::Result<()> {
-        self.file.write_all(format_line(rel, id).as_bytes())?;
+        self.file
+            .write_all(format_line(rel, id, &self.key).as_bytes())?;
         self.file.sync_data()?;
         self.entries.insert(rel.to_string(), id);
         self.lines += 1;

@@ -31,9 +31,11 @@
 //!
 //! **Crash safety.** Deleting a file is the one step that cannot be redone, so completion is made
 //! durable first. After the library reports a verified upload (CRC-64 checked end to end, its
-//! journal removed), a line `<path>\t<length>\t<mtime ns>\t<inode>\n` is appended to the
-//! *done-log* and `fdatasync`'d, and only then is the file deleted (or renamed into
-//! `--done-dir`, creating directories, copying across file systems) and its directory fsync'd.
+//! journal removed), a line `<path>\t<length>\t<mtime ns>\t<inode>\t<MAC>\n` is appended to
+//! the *done-log* (the MAC proves this ossup wrote it, see `donelog`) and `fdatasync`'d, and
+//! only then is the file deleted (or renamed into `--done-dir` under a free name, creating
+//! directories, copying across file systems) and its directory fsync'd; see `retire` for how
+//! the file deleted is proven to be the version uploaded.
 //! The done-log lives in the checkpoint directory as `watch-<16 hex>.done`, the digits being
 //! the start of a SHA-256 of the canonical DIR, endpoint, bucket and prefix. On start the
 //! done-log is read (a torn last line is ignored), entries whose file is gone or has another
@@ -359,7 +361,8 @@ fn run(
             Some(d)
         }
     };
-    let done = DoneLog::open(&done_path, &root).map_err(ckpt_err)?;
+    let key = donelog::load_key(&ckpt).map_err(ckpt_err)?;
+    let done = DoneLog::open(&done_path, &root, key).map_err(ckpt_err)?;
     if !done.entries.is_empty() {
         log::info!(
             "{} file(s) were uploaded before a restart; removing them without uploading again",
@@ -796,6 +799,10 @@ mod tests {
     use super::*;
     use std::ffi::OsStr;
 
+    fn key() -> LineKey {
+        LineKey::new([7; 32], "watch-0123456789abcdef.done")
+    }
+
     #[test]
     fn done_log_lines_round_trip() {
         let id = Ident {
@@ -803,6 +810,7 @@ mod tests {
             mtime_ns: 1_700_000_000_123_456_789,
             ino: 99,
         };
+        let k = key();
         for rel in [
             "a.bin",
             "dir/sub/b c.csv",
@@ -810,11 +818,11 @@ mod tests {
             "%09",
             "100%",
         ] {
-            let line = format_line(rel, id);
+            let line = format_line(rel, id, &k);
             assert_eq!(line.matches('\n').count(), 1, "{line:?}");
             assert!(line.ends_with('\n'));
             assert_eq!(
-                parse_line(line.trim_end_matches('\n').as_bytes()),
+                parse_line(line.trim_end_matches('\n').as_bytes(), &k),
                 Some((rel.to_string(), id))
             );
         }
@@ -827,8 +835,60 @@ mod tests {
             "a%2\t1\t2\t3",
             "\t1\t2\t3",
         ] {
-            assert_eq!(parse_line(bad.as_bytes()), None, "{bad:?}");
+            // Malformed lines are refused even with a valid MAC over them.
+            let body = bad.to_string();
+            let signed = format_line("x", id, &k);
+            let tag = signed.trim_end().rsplit_once('\t').unwrap().1;
+            assert_eq!(parse_line(bad.as_bytes(), &k), None, "{bad:?}");
+            assert_eq!(
+                parse_line(format!("{body}\t{tag}").as_bytes(), &k),
+                None,
+                "{bad:?}"
+            );
         }
+    }
+
+    /// Issue 11 item 17: a done-log line is only believed with a valid MAC of this log's key.
+    #[test]
+    fn done_log_lines_are_authenticated() {
+        let id = Ident {
+            len: 12,
+            mtime_ns: 5,
+            ino: 99,
+        };
+        let k = key();
+        let line = format_line("a.bin", id, &k);
+        let line = line.trim_end_matches('\n');
+        // The unsigned format of older versions (and a forger without the key).
+        assert_eq!(parse_line(b"a.bin\t12\t5\t99", &k), None);
+        // Another key, or the same key for another done-log.
+        assert_eq!(
+            parse_line(
+                line.as_bytes(),
+                &LineKey::new([8; 32], "watch-0123456789abcdef.done")
+            ),
+            None
+        );
+        assert_eq!(
+            parse_line(line.as_bytes(), &LineKey::new([7; 32], "watch-other.done")),
+            None
+        );
+        // Any change of the entry breaks the MAC.
+        for (from, to) in [
+            ("a.bin", "b.bin"),
+            ("\t12\t", "\t13\t"),
+            ("\t99\t", "\t98\t"),
+        ] {
+            let forged = line.replacen(from, to, 1);
+            assert_ne!(forged, line);
+            assert_eq!(parse_line(forged.as_bytes(), &k), None, "{forged}");
+        }
+        // A truncated or damaged tag.
+        assert_eq!(parse_line(&line.as_bytes()[..line.len() - 2], &k), None);
+        let mut flipped = line.as_bytes().to_vec();
+        let last = flipped.len() - 1;
+        flipped[last] = if flipped[last] == b'0' { b'1' } else { b'0' };
+        assert_eq!(parse_line(&flipped, &k), None);
     }
 
     #[test]
@@ -976,18 +1036,19 @@ mod tests {
             ino: 3,
         };
         let log = t.0.join("w.done");
-        let text = format_line("gone.bin", gone)
-            + &format_line("d/kept.bin", kept)
-            + &format_line("other.bin", other);
+        let k = LineKey::new([3; 32], "w.done");
+        let text = format_line("gone.bin", gone, &k)
+            + &format_line("d/kept.bin", kept, &k)
+            + &format_line("other.bin", other, &k);
         fs::write(&log, text + "torn\t1").unwrap();
 
-        let mut d = DoneLog::open(&log, &root).unwrap();
+        let mut d = DoneLog::open(&log, &root, [3; 32]).unwrap();
         assert!(d.matches("d/kept.bin", kept));
         assert!(!d.matches("other.bin", other) && !d.matches("gone.bin", gone));
         assert_eq!(d.entries.len(), 1);
         assert_eq!(
             fs::read_to_string(&log).unwrap(),
-            format_line("d/kept.bin", kept)
+            format_line("d/kept.bin", kept, &k)
         );
         assert!(!with_suffix(&log, ".tmp").exists());
 
@@ -1002,7 +1063,7 @@ mod tests {
         drop(d);
         fs::write(root.join("x.bin"), b"1234567").unwrap();
         id = Ident::of(&fs::metadata(root.join("x.bin")).unwrap());
-        let mut d = DoneLog::open(&log, &root).unwrap();
+        let mut d = DoneLog::open(&log, &root, [3; 32]).unwrap();
         assert!(
             !d.matches(
                 "x.bin",
