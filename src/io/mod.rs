@@ -35,6 +35,8 @@
 //! Not blocking: name resolution runs on `smol`'s blocking thread pool (`getaddrinfo` can take
 //! seconds), bounded by the connect timeout (but never less than 10 s).
 
+#[cfg(feature = "compress")]
+pub mod compress;
 pub mod conn;
 pub mod driver;
 pub mod exchange;

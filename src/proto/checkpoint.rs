@@ -501,7 +501,13 @@ const CRC32_TABLE: [u32; 256] = {
 
 /// CRC-32/ISO-HDLC (zlib's CRC-32) of `data`.
 pub fn crc32(data: &[u8]) -> u32 {
-    let mut c = !0u32;
+    crc32_update(0, data)
+}
+
+/// Continues the CRC-32/ISO-HDLC `crc` (0 for a fresh checksum) over `data`: gzip's trailer
+/// checksum, fed in pieces.
+pub fn crc32_update(crc: u32, data: &[u8]) -> u32 {
+    let mut c = !crc;
     for &b in data {
         c = CRC32_TABLE[usize::from(c as u8 ^ b)] ^ (c >> 8);
     }

@@ -20,6 +20,7 @@ pub mod request;
 pub mod response;
 pub mod retry;
 pub mod sign;
+pub mod staging;
 pub mod time;
 pub mod upload;
 pub mod xml;
