@@ -8,9 +8,9 @@
 //! Memory: one 64 KiB input and one 64 KiB output buffer, plus the encoder's state (its
 //! 32 KiB window, hash chains and Huffman tables: about 300 KiB, allocated once per file).
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use miniz_oxide::deflate::core::{compress, CompressorOxide, TDEFLFlush, TDEFLStatus};
@@ -114,11 +114,7 @@ pub fn stage(original: &Path, dir: &Path, rel: &str) -> Result<Staged, StageErro
     }
     let part = dir.join(staging::part_name(&name));
     // O_EXCL: never opens an existing file or follows a planted link.
-    let mut out = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&part)?;
+    let mut out = crate::io::fsafe::create_new(&part, 0o600)?;
     let r = deflate_into(&mut src, &mut out, v.len);
     let r = r.and_then(|len| {
         out.sync_all()?;
@@ -131,7 +127,7 @@ pub fn stage(original: &Path, dir: &Path, rel: &str) -> Result<Staged, StageErro
         Ok(len) if unchanged().unwrap_or(false) => {
             drop(out);
             fs::rename(&part, &path)?;
-            File::open(dir)?.sync_all()?;
+            crate::io::fsafe::sync_dir(dir)?;
             Ok(Staged {
                 path,
                 reused: false,
@@ -223,9 +219,25 @@ pub fn remove(dir: &Path, rel: &str) -> io::Result<()> {
         }
     }
     if any {
-        File::open(dir)?.sync_all()?;
+        crate::io::fsafe::sync_dir(dir)?;
     }
     Ok(())
+}
+
+/// Deletes the staging files in `dir` whose path prefix ([`staging::prefix`]) is not in
+/// `keep`; returns how many.
+pub fn remove_orphans(dir: &Path, keep: &std::collections::HashSet<String>) -> io::Result<usize> {
+    let mut n = 0;
+    for (name, _, _) in list(dir)? {
+        if !keep.contains(&name[..16]) {
+            fs::remove_file(dir.join(&name))?;
+            n += 1;
+        }
+    }
+    if n > 0 {
+        crate::io::fsafe::sync_dir(dir)?;
+    }
+    Ok(n)
 }
 
 /// The staging files in `dir` (name, bytes, complete or still `.part`), for `ossup status`.

@@ -113,6 +113,8 @@ fn is_ipv4(s: &str) -> bool {
 pub struct ObjectHeaders {
     /// `Content-Type` of the final object.
     pub content_type: Option<String>,
+    /// `Content-Encoding` of the final object (`gzip` for `--compress --content-encoding gzip`).
+    pub content_encoding: Option<String>,
     /// User metadata, sent as `x-oss-meta-<k>` / `x-amz-meta-<k>`.
     pub meta: Vec<(String, String)>,
     /// Storage class (`x-oss-storage-class` / `x-amz-storage-class`).
@@ -283,6 +285,9 @@ fn push_object_headers(
     };
     if let Some(ct) = &object.content_type {
         push_header(headers, "Content-Type", ct.as_str());
+    }
+    if let Some(ce) = &object.content_encoding {
+        push_header(headers, "Content-Encoding", ce.as_str());
     }
     for (k, v) in &object.meta {
         push_header(
@@ -615,6 +620,7 @@ mod tests {
             ],
             storage_class: Some("IA".into()),
             acl: Some("private".into()),
+            ..Default::default()
         }
     }
 
@@ -696,6 +702,28 @@ mod tests {
              Content-MD5: 1B2M2Y8AsgTpgAmY7PhCfg==\r\n\
              \r\n"
         );
+    }
+
+    #[test]
+    fn content_encoding_goes_with_the_object_headers() {
+        let object = ObjectHeaders {
+            content_type: Some("text/plain".into()),
+            content_encoding: Some("gzip".into()),
+            ..Default::default()
+        };
+        for scheme in [Scheme::OssV4, Scheme::S3V4] {
+            let t = target(scheme, false);
+            for call in [Call::PutObject { len: 5 }, Call::Initiate] {
+                let head = describe(&t, &call, &object, &BodyDigests::default());
+                let ce: Vec<_> = head
+                    .headers
+                    .iter()
+                    .filter(|(n, _)| n == "Content-Encoding")
+                    .collect();
+                assert_eq!(ce.len(), 1, "{scheme:?} {call:?}");
+                assert_eq!(ce[0].1, "gzip");
+            }
+        }
     }
 
     #[test]

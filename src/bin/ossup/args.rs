@@ -41,6 +41,8 @@ upload options:
   --buffer-size SIZE    streaming buffer per job (default 64KiB)
   --connect-timeout D   default 10s;  --idle-timeout D  default 30s
   --content-md5 / --no-content-md5   send Content-MD5 per part (default: on for s3-v4)
+  --compress            gzip FILE into a staging file first and upload that as KEY.gz
+  --content-encoding gzip   with --compress: keep KEY, store Content-Encoding: gzip instead
   --board NAME|PATH     load a board config (flags override it)
   --wait                wait for another ossup holding this upload instead of exiting 75
   -q, --quiet           no progress output;  -v, --verbose  more log lines (-vv: debug)
@@ -50,6 +52,8 @@ watch options (the upload options apply to every file):
   --poll SECS           scan the directory this often (default 5)
   --done-dir DIR        move uploaded files here instead of deleting them
   --once                process what is there, then exit (0 all done, 75 some failed)
+  --compress GLOB       gzip matching files before upload (repeatable; `*.log` matches the
+                        name, `logs/**/*.log` the relative path); key gets `.gz`
 
 serve options:
   --listen ADDR         default 127.0.0.1:9000 (port 0 picks one)
@@ -90,6 +94,7 @@ pub struct Common {
     pub connect_timeout: Option<String>,
     pub idle_timeout: Option<String>,
     pub content_md5: Option<bool>,
+    pub content_encoding: Option<String>,
     pub board: Option<String>,
     pub wait: bool,
     pub quiet: bool,
@@ -122,6 +127,8 @@ pub struct WatchArgs {
     pub poll: Option<String>,
     pub done_dir: Option<PathBuf>,
     pub once: bool,
+    /// `--compress GLOB` (repeatable).
+    pub compress: Vec<String>,
 }
 
 /// A parsed command line.
@@ -131,6 +138,8 @@ pub enum Cli {
         file: PathBuf,
         dest: String,
         common: Common,
+        /// `--compress`.
+        compress: bool,
     },
     Abort {
         file: PathBuf,
@@ -173,6 +182,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Cli, String> {
             let mut c = Common::default();
             let mut positional: Vec<OsString> = Vec::new();
             let mut w = WatchArgs::default();
+            let mut compress = false;
             while let Some(arg) = p.next().map_err(|e| e.to_string())? {
                 let flag = match arg {
                     Value(v) => {
@@ -193,6 +203,12 @@ pub fn parse(args: Vec<OsString>) -> Result<Cli, String> {
                         w.done_dir = Some(PathBuf::from(p.value().map_err(|e| e.to_string())?))
                     }
                     "--once" if sub == "watch" => w.once = true,
+                    "--compress" if sub == "watch" => {
+                        let g = text(p.value().map_err(|e| e.to_string())?, "--compress")?;
+                        check_glob(&g)?;
+                        w.compress.push(g)
+                    }
+                    "--compress" if sub == "upload" => compress = true,
                     "--help" | "-h" => return Ok(Cli::Help),
                     _ => common_flag(&mut p, &mut c, &flag)?,
                 }
@@ -206,6 +222,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Cli, String> {
                     file: first,
                     dest,
                     common: c,
+                    compress,
                 },
                 "abort" => Cli::Abort {
                     file: first,
@@ -325,11 +342,32 @@ fn common_flag(p: &mut lexopt::Parser, c: &mut Common, flag: &str) -> Result<(),
         "--idle-timeout" => c.idle_timeout = Some(val()?),
         "--content-md5" => c.content_md5 = Some(true),
         "--no-content-md5" => c.content_md5 = Some(false),
+        "--content-encoding" => {
+            let v = val()?;
+            if v != "gzip" {
+                return Err(format!("--content-encoding {v:?}: only gzip is supported"));
+            }
+            c.content_encoding = Some(v);
+        }
         "--board" => c.board = Some(val()?),
         "--wait" => c.wait = true,
         "--quiet" | "-q" => c.quiet = true,
         "--verbose" | "-v" => c.verbose += 1,
         other => return Err(format!("invalid option '{other}'")),
+    }
+    Ok(())
+}
+
+/// Checks a `--compress` glob (from a flag or a board file).
+pub fn check_glob(g: &str) -> Result<(), String> {
+    if g.is_empty()
+        || g.len() > ossup::proto::staging::MAX_GLOB_LEN
+        || g.chars().any(char::is_control)
+    {
+        return Err(format!(
+            "--compress {g:?}: expected a pattern such as '*.log' (at most {} characters)",
+            ossup::proto::staging::MAX_GLOB_LEN
+        ));
     }
     Ok(())
 }
@@ -361,14 +399,18 @@ fn env(name: &str) -> Option<String> {
 /// Builds the upload configuration from flags, the board config (flags win) and the
 /// environment (credentials only).
 pub fn build_config(c: &Common) -> Result<Config, BuildError> {
-    let board = match &c.board {
+    build_config_with(c, &load_board(c)?)
+}
+
+/// The board config `--board` names (empty without one).
+pub fn load_board(c: &Common) -> Result<Board, BuildError> {
+    Ok(match &c.board {
         Some(b) => {
             let path = board::locate(b).map_err(BuildError::Config)?;
             board::load(&path).map_err(BuildError::Config)?
         }
         None => Board::default(),
-    };
-    build_config_with(c, &board)
+    })
 }
 
 /// [`build_config`] with the board already loaded.
@@ -497,6 +539,8 @@ pub fn build_config_with(c: &Common, board: &Board) -> Result<Config, BuildError
     cfg.object.meta = c.meta.clone();
     cfg.object.storage_class = c.storage_class.clone();
     cfg.object.acl = c.acl.clone();
+    // Only compressed uploads send it (see compress::take_mode).
+    cfg.object.content_encoding = c.content_encoding.clone();
     cfg.validate().map_err(|e| {
         // Values that came from flags are usage errors; credentials and the rest are config.
         if e.0.contains("credentials") {
@@ -539,7 +583,10 @@ mod tests {
             "--path-style",
         ]))
         .unwrap();
-        let Cli::Upload { file, dest, common } = cli else {
+        let Cli::Upload {
+            file, dest, common, ..
+        } = cli
+        else {
             panic!()
         };
         assert_eq!(file, PathBuf::from("f.bin"));

@@ -1,7 +1,7 @@
 //! Board configs: flat `key = value` TOML files that tune ossup for one class of gateway.
 //!
 //! Owns: reading a board file (a strict TOML subset: comments, `key = "string"`,
-//! `key = 123`, `key = true`; no tables) into [`Board`]. Unknown keys are an error, so a typo
+//! `key = 123`, `key = true`, `key = ["a", "b"]` on one line; no tables) into [`Board`]. Unknown keys are an error, so a typo
 //! never silently falls back to a default. Must not: apply the values (args.rs does, with
 //! command-line flags taking precedence).
 
@@ -34,6 +34,8 @@ pub struct Board {
     pub region: Option<String>,
     /// Endpoint URL.
     pub endpoint: Option<String>,
+    /// `watch --compress` globs, e.g. `["*.log", "*.csv"]`.
+    pub compress: Vec<String>,
 }
 
 /// Finds a board by name or path: a path to an existing file, else `<name>.toml` in
@@ -107,6 +109,16 @@ pub fn parse(text: &str) -> Result<Board, String> {
             "retry_for" => &mut b.retry_for,
             "region" => &mut b.region,
             "endpoint" => &mut b.endpoint,
+            "compress" => {
+                if !b.compress.is_empty() {
+                    return Err(format!("line {lineno}: {k} is set twice"));
+                }
+                b.compress = string_list(v).map_err(|e| format!("line {lineno}: {k}: {e}"))?;
+                for g in &b.compress {
+                    crate::args::check_glob(g).map_err(|e| format!("line {lineno}: {e}"))?;
+                }
+                continue;
+            }
             "jobs" => {
                 let n: u32 = v
                     .parse()
@@ -123,6 +135,28 @@ pub fn parse(text: &str) -> Result<Board, String> {
         }
     }
     Ok(b)
+}
+
+/// Parses a one-line array of quoted strings without escapes: `["a", "b"]`.
+fn string_list(v: &str) -> Result<Vec<String>, String> {
+    let inner = v
+        .strip_prefix('[')
+        .and_then(|s| s.strip_suffix(']'))
+        .ok_or("expected a list such as [\"*.log\", \"*.csv\"]")?;
+    let mut out = Vec::new();
+    for item in inner.split(',') {
+        let item = item.trim();
+        if item.is_empty() {
+            continue;
+        }
+        let s = item
+            .strip_prefix('"')
+            .and_then(|s| s.strip_suffix('"'))
+            .filter(|s| !s.contains('"') && !s.contains('\\'))
+            .ok_or_else(|| format!("{item}: expected a quoted string without escapes"))?;
+        out.push(s.to_string());
+    }
+    Ok(out)
 }
 
 /// Drops a `#` comment that is not inside a quoted string.
@@ -163,6 +197,15 @@ mod tests {
         assert!(parse("[table]").is_err());
         assert!(parse("jobs = 1\njobs = 2").is_err());
         assert!(parse("region = \"a\\\"b\"").is_err());
+    }
+
+    #[test]
+    fn compress_is_a_list_of_globs() {
+        let b = parse("compress = [\"*.log\", \"logs/**/*.csv\"]  # logs\n").unwrap();
+        assert_eq!(b.compress, vec!["*.log", "logs/**/*.csv"]);
+        assert!(parse("compress = \"*.log\"").is_err());
+        assert!(parse("compress = [*.log]").is_err());
+        assert!(parse("compress = [\"a\"]\ncompress = [\"b\"]").is_err());
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 mod args;
 mod board;
+mod compress;
 mod progress;
 mod watch;
 
@@ -98,9 +99,14 @@ fn main() -> ExitCode {
             println!("ossup {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
-        Cli::Upload { file, dest, common } => {
+        Cli::Upload {
+            file,
+            dest,
+            common,
+            compress,
+        } => {
             init_log(common.quiet, common.verbose);
-            let cfg = match args::build_config(&common) {
+            let mut cfg = match args::build_config(&common) {
                 Ok(c) => c,
                 Err(e) => return build_fail(e),
             };
@@ -108,9 +114,40 @@ fn main() -> ExitCode {
                 Ok(d) => d,
                 Err(e) => return build_fail(e),
             };
+            let mode = compress::take_mode(&mut cfg);
+            if common.content_encoding.is_some() && !compress {
+                return fail(
+                    "--content-encoding applies to compressed uploads only",
+                    "add --compress, or drop --content-encoding",
+                    exit::USAGE,
+                );
+            }
+            let staging = cfg.checkpoint_dir.join(ossup::io::compress::STAGING_DIR);
+            let (cfg, file_sent, dest, staged) = if compress {
+                let rel = compress::upload_rel(&file);
+                match compress::prepare(&staging, &rel, &file, dest, &cfg, mode) {
+                    Ok((p, d, c)) => (c, p.clone(), d, Some((p, rel))),
+                    Err(e) => {
+                        return fail(
+                            &format!("cannot compress {}: {e}", file.display()),
+                            "check the file and the checkpoint dir",
+                            e.exit_code(),
+                        )
+                    }
+                }
+            } else {
+                (cfg, file.clone(), dest, None)
+            };
             let mut bar = progress::Progress::new(common.quiet);
-            let r = ossup::upload_file_blocking(&cfg, &file, &dest, &mut |d, t| bar.update(d, t));
+            let r =
+                ossup::upload_file_blocking(&cfg, &file_sent, &dest, &mut |d, t| bar.update(d, t));
             bar.finish();
+            if let (Ok(_), Some((_, rel))) = (&r, &staged) {
+                // Verified on the server: the staging file has done its job.
+                if let Err(e) = ossup::io::compress::remove(&staging, rel) {
+                    log::warn!("cannot remove the staging file of {}: {e}", file.display());
+                }
+            }
             match r {
                 Ok(u) => {
                     log::info!(
@@ -160,14 +197,21 @@ fn main() -> ExitCode {
         Cli::Watch {
             dir,
             dest,
-            watch,
+            mut watch,
             common,
         } => {
             init_log(common.quiet, common.verbose);
-            let cfg = match args::build_config(&common) {
+            let board = match args::load_board(&common) {
+                Ok(b) => b,
+                Err(e) => return build_fail(e),
+            };
+            let cfg = match args::build_config_with(&common, &board) {
                 Ok(c) => c,
                 Err(e) => return build_fail(e),
             };
+            if watch.compress.is_empty() {
+                watch.compress = board.compress.clone();
+            }
             watch::main(cfg, &dir, &dest, &watch, common.quiet)
         }
         Cli::Serve(s) => serve(s),
@@ -248,6 +292,24 @@ fn status(dir: &Path) -> ExitCode {
             Ok(None) => {}
             Err(e) => println!("{}: {e}", p.display()),
         }
+    }
+    // Files compressed for upload (`--compress`) and not yet verified on the server.
+    let staging = dir.join(ossup::io::compress::STAGING_DIR);
+    match ossup::io::compress::list(&staging) {
+        Ok(files) => {
+            for (name, len, complete) in files {
+                println!(
+                    "staged {} ({len} bytes{})",
+                    staging.join(name).display(),
+                    if complete {
+                        ""
+                    } else {
+                        ", partial: redone on the next run"
+                    }
+                );
+            }
+        }
+        Err(e) => println!("{}: {e}", staging.display()),
     }
     ExitCode::SUCCESS
 }

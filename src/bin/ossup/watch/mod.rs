@@ -221,6 +221,12 @@ struct Watcher {
     failures: usize,
     /// The last scan of DIR itself failed (logged once until it recovers).
     scan_failing: bool,
+    /// `--compress` globs, the mode, and the staging directory (`<checkpoint dir>/.staging`).
+    compress: Vec<String>,
+    compress_mode: ossup::proto::staging::Mode,
+    staging: PathBuf,
+    /// Staging files of vanished originals were removed (once, after the first scan).
+    staging_swept: bool,
 }
 
 fn show(d: Duration) -> String {
@@ -296,6 +302,7 @@ fn run(
         );
         cfg.wait_for_lock = false;
     }
+    let compress_mode = crate::compress::take_mode(&mut cfg);
     let ckpt = cfg.checkpoint_dir.clone();
     let ckpt_err = |e: io::Error| {
         Fatal::new(
@@ -398,6 +405,10 @@ fn run(
         warned: HashSet::new(),
         failures: 0,
         scan_failing: false,
+        compress: args.compress.clone(),
+        compress_mode,
+        staging: ckpt.join(ossup::io::compress::STAGING_DIR),
+        staging_swept: false,
     };
     w.finish_interrupted();
     w.run()
@@ -567,6 +578,7 @@ impl Watcher {
                 }
             }
         }
+        self.sweep_staging(&seen);
         self.tracked.retain(|rel, _| seen.contains(rel));
         true
     }
@@ -637,15 +649,47 @@ impl Watcher {
                 return Ok(());
             }
         };
+        let compressed;
+        let (send_path, dest, cfg) = if self.compresses(rel) {
+            match crate::compress::prepare(
+                &self.staging,
+                rel,
+                &path,
+                dest,
+                &self.cfg,
+                self.compress_mode,
+            ) {
+                Ok((p, d, c)) => {
+                    compressed = c;
+                    (p, d, &compressed)
+                }
+                Err(e) if e.exit_code() == exit::DATAERR => {
+                    // Still being written: settle again, then compress the new version.
+                    log::info!("{rel} changed while it was compressed; waiting for it to settle");
+                    if let Some(t) = self.tracked.get_mut(rel) {
+                        t.since = Instant::now();
+                        t.old_at_sight = false;
+                    }
+                    return Ok(());
+                }
+                Err(e) => {
+                    self.failed(rel, &format!("cannot compress {rel}: {e}"));
+                    return Ok(());
+                }
+            }
+        } else {
+            (path.clone(), dest, &self.cfg)
+        };
+        let send_len = fs::metadata(&send_path).map(|m| m.len()).unwrap_or(id.len);
         log::info!(
             "uploading {rel} ({} bytes) to oss://{}/{}",
-            id.len,
+            send_len,
             dest.bucket,
             dest.key
         );
         // Progress lines only for multipart uploads; small files just get the log line.
-        let mut bar = progress::Progress::new(self.quiet || id.len < self.cfg.multipart_threshold);
-        let r = ossup::upload_file_blocking(&self.cfg, &path, &dest, &mut |d, t| bar.update(d, t));
+        let mut bar = progress::Progress::new(self.quiet || send_len < cfg.multipart_threshold);
+        let r = ossup::upload_file_blocking(cfg, &send_path, &dest, &mut |d, t| bar.update(d, t));
         bar.finish();
         match r {
             Ok(u) => {
@@ -721,6 +765,43 @@ impl Watcher {
         }
     }
 
+    /// True if `rel` is compressed before upload (`--compress`).
+    fn compresses(&self, rel: &str) -> bool {
+        self.compress
+            .iter()
+            .any(|g| ossup::proto::staging::glob_matches(g, rel))
+    }
+
+    /// Removes the staging files of `rel` (its original is gone: uploaded, or deleted by
+    /// someone else). Done after the original, so a crash in between leaves a staging file
+    /// that the next start's sweep removes, never an original without its upload.
+    fn drop_staging(&self, rel: &str) {
+        if self.compresses(rel) {
+            if let Err(e) = ossup::io::compress::remove(&self.staging, rel) {
+                log::warn!("cannot remove the staging file of {rel}: {e}");
+            }
+        }
+    }
+
+    /// After the first scan: removes staging files whose original is no longer in the spool
+    /// (deleted after its upload just before a crash, or by someone else).
+    fn sweep_staging(&mut self, present: &HashSet<String>) {
+        if self.staging_swept || self.compress.is_empty() {
+            return;
+        }
+        self.staging_swept = true;
+        let keep: HashSet<String> = present
+            .iter()
+            .filter(|r| self.compresses(r))
+            .map(|r| ossup::proto::staging::prefix(r))
+            .collect();
+        match ossup::io::compress::remove_orphans(&self.staging, &keep) {
+            Ok(0) => {}
+            Ok(n) => log::info!("removed {n} staging file(s) whose original is gone"),
+            Err(e) => log::warn!("cannot clean {}: {e}", self.staging.display()),
+        }
+    }
+
     /// `rel` has a new identity: it is a new version, to be settled and uploaded again.
     fn changed(&mut self, rel: &str, id: Ident) {
         let uploaded = self.done.matches(rel, id);
@@ -787,6 +868,9 @@ impl Watcher {
                 return;
             }
         }
+        // After the original: a crash in between leaves only a staging file, which the next
+        // start's sweep removes.
+        self.drop_staging(rel);
         self.tracked.remove(rel);
         self.done.forget(rel);
     }
