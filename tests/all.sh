@@ -35,6 +35,7 @@ fi
 if [ -f tests/bench/run.sh ]; then
   step "benchmarks, quick mode (so they cannot rot)"
   bash tests/bench/run.sh --quick
+  bash tests/bench/compress.sh --quick
 fi
 
 step "quick start"
