@@ -248,3 +248,125 @@ fn second_user_cannot_make_ossup_overwrite_files_via_checkpoint_dir() {
     assert_eq!(fs::read(&victim).unwrap(), secret, "victim overwritten");
     assert_eq!(mode(&victim), 0o600);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Item 18: symbolic links in the spool
+
+/// `ossup watch SPOOL oss://bkt/in/ --once --settle 0` with a fresh checkpoint dir.
+fn watch_once(t: &TempDir, ep: &str, spool: &Path, extra: &[&str]) -> Output {
+    Ossup::new()
+        .creds(AK, SK)
+        .arg("watch")
+        .arg(spool)
+        .arg(format!("oss://{BUCKET}/in/"))
+        .args([
+            "--endpoint",
+            ep,
+            "--region",
+            REGION,
+            "--once",
+            "--settle",
+            "0",
+        ])
+        .args(["--poll", "0.1"])
+        .arg("--checkpoint-dir")
+        .arg(t.join("ckpt"))
+        .args(extra)
+        .run()
+}
+
+#[test]
+fn spool_links_outside_the_spool_are_not_followed_without_follow_symlinks() {
+    let t = TempDir::new("nb-link-out");
+    let server = start_server(&t.join("store"));
+    let ep = endpoint(server.addr());
+    let (victim, secret) = victim(&t);
+    let spool = t.join("spool");
+    fs::create_dir(&spool).unwrap();
+    std::os::unix::fs::symlink(&victim, spool.join("loot")).unwrap();
+    fs::write(spool.join("inside.txt"), b"inside").unwrap();
+    std::os::unix::fs::symlink(spool.join("inside.txt"), spool.join("alias")).unwrap();
+    let out = watch_once(&t, &ep, &spool, &[]);
+    assert!(
+        out.stderr.contains("outside the watched directory"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        read_object(&t.join("store"), BUCKET, "in/loot").is_none(),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        fs::symlink_metadata(spool.join("loot")).is_ok(),
+        "link removed"
+    );
+    // A link to a file of the same owner inside the spool is still followed.
+    assert_eq!(
+        read_object(&t.join("store"), BUCKET, "in/alias").as_deref(),
+        Some(&b"inside"[..])
+    );
+    // --follow-symlinks says the user wants links followed wherever they point.
+    let out = watch_once(&t, &ep, &spool, &["--follow-symlinks"]);
+    out.expect_code(0);
+    assert_eq!(
+        read_object(&t.join("store"), BUCKET, "in/loot"),
+        Some(secret.clone())
+    );
+    assert_eq!(
+        fs::read(&victim).unwrap(),
+        secret,
+        "the target must never be touched"
+    );
+}
+
+/// The second user links a root-only file into a spool they may write: root's watch must not
+/// upload it.
+#[test]
+fn second_user_cannot_make_watch_upload_a_root_only_file() {
+    if skip_without_second_user("second_user_cannot_make_watch_upload_a_root_only_file") {
+        return;
+    }
+    let t = TempDir::new("nb-link-nobody");
+    fs::set_permissions(t.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let server = start_server(&t.join("store"));
+    let ep = endpoint(server.addr());
+    let spool = t.join("spool");
+    fs::create_dir(&spool).unwrap();
+    fs::set_permissions(&spool, fs::Permissions::from_mode(0o1777)).unwrap();
+    // A root-only file outside the spool, and one in a hidden (never uploaded) directory of it.
+    let (outside, secret) = victim(&t);
+    let inner_dir = spool.join(".root-only");
+    fs::create_dir(&inner_dir).unwrap();
+    let inside = inner_dir.join("shadow.txt");
+    fs::write(&inside, &secret).unwrap();
+    fs::set_permissions(&inside, fs::Permissions::from_mode(0o600)).unwrap();
+    as_nobody(
+        &t,
+        "import os, sys\nos.symlink(sys.argv[1], sys.argv[3])\nos.symlink(sys.argv[2], sys.argv[4])\n",
+        &[&outside, &inside, &spool.join("loot-out"), &spool.join("loot-in")],
+    );
+    let out = watch_once(&t, &ep, &spool, &[]);
+    let store = t.join("store");
+    assert!(
+        read_object(&store, BUCKET, "in/loot-out").is_none(),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        read_object(&store, BUCKET, "in/loot-in").is_none(),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("owned by uid 65534 to a file owned by uid 0"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(fs::read(&outside).unwrap(), secret);
+    assert_eq!(
+        fs::read(&inside).unwrap(),
+        b"root-only secret: do not overwrite or upload\n"
+    );
+}

@@ -54,6 +54,7 @@ watch options (the upload options apply to every file):
   --once                process what is there, then exit (0 all done, 75 some failed)
   --compress GLOB       gzip matching files before upload (repeatable; `*.log` matches the
                         name, `logs/**/*.log` the relative path); key gets `.gz`
+  --follow-symlinks     also upload links to files outside DIR or owned by another user
 
 serve options:
   --listen ADDR         default 127.0.0.1:9000 (port 0 picks one)
@@ -129,6 +130,8 @@ pub struct WatchArgs {
     pub once: bool,
     /// `--compress GLOB` (repeatable).
     pub compress: Vec<String>,
+    /// `--follow-symlinks`: follow links whatever their target.
+    pub follow_symlinks: bool,
 }
 
 /// A parsed command line.
@@ -209,6 +212,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Cli, String> {
                         w.compress.push(g)
                     }
                     "--compress" if sub == "upload" => compress = true,
+                    "--follow-symlinks" if sub == "watch" => w.follow_symlinks = true,
                     "--help" | "-h" => return Ok(Cli::Help),
                     _ => common_flag(&mut p, &mut c, &flag)?,
                 }
@@ -634,7 +638,14 @@ mod tests {
         assert!(watch.once);
         assert_eq!(common.region.as_deref(), Some("cn-hangzhou"));
         // Watch-only flags are not upload flags.
-        for flag in ["--once", "--poll", "--settle"] {
+        assert!(!watch.follow_symlinks);
+        let Ok(Cli::Watch { watch, .. }) =
+            parse(args(&["watch", "d", "oss://b/", "--follow-symlinks"]))
+        else {
+            panic!()
+        };
+        assert!(watch.follow_symlinks);
+        for flag in ["--once", "--poll", "--settle", "--follow-symlinks"] {
             assert!(
                 parse(args(&["upload", "f", "oss://b/k", flag, "1"])).is_err(),
                 "{flag}"

@@ -8,8 +8,9 @@
 //! **What is uploaded.** Every regular file under DIR, recursively, except names starting with
 //! `.` and names ending in `.tmp` or `.part` (files and directories alike), and except the
 //! `--done-dir` and the checkpoint directory if they lie inside DIR. Symbolic links to files are
-//! followed (the link, not its target, is deleted or moved afterwards); links to directories are
-//! not. A file's key is PREFIX followed by its path relative to DIR with `/` separators; PREFIX
+//! followed (the link, not its target, is deleted or moved afterwards) when the target lies
+//! inside DIR and belongs to the link's owner, or whatever it is with `--follow-symlinks`
+//! (see `scan`); links to directories are not. A file's key is PREFIX followed by its path relative to DIR with `/` separators; PREFIX
 //! is used literally (`oss://b/in/` gives `in/a/b.csv`, `oss://b/in-` gives `in-a/b.csv`,
 //! `oss://b` or `oss://b/` no prefix). Files are uploaded one at a time, oldest modification
 //! time first; a file that is not regular (FIFO, socket, device) or cannot be read fails like
@@ -209,6 +210,8 @@ struct Watcher {
     poll: Duration,
     once: bool,
     done_dir: Option<PathBuf>,
+    /// `--follow-symlinks`.
+    follow_symlinks: bool,
     quiet: bool,
     skip: HashSet<(u64, u64)>,
     done: DoneLog,
@@ -397,6 +400,7 @@ fn run(
         poll,
         once: args.once,
         done_dir,
+        follow_symlinks: args.follow_symlinks,
         quiet,
         skip,
         done,
@@ -497,7 +501,8 @@ impl Watcher {
     fn scan(&mut self) -> bool {
         let mut found = Vec::new();
         let mut bad = Vec::new();
-        match walk(&self.root, "", 0, &self.skip, &mut found, &mut bad) {
+        let rules = (self.root.as_path(), self.follow_symlinks);
+        match walk(&self.root, "", 0, &self.skip, rules, &mut found, &mut bad) {
             Ok(()) if self.scan_failing => {
                 log::info!("{} is readable again", self.root.display());
                 self.scan_failing = false;
@@ -622,6 +627,12 @@ impl Watcher {
             return Ok(());
         };
         let (path, id) = (t.path.clone(), t.id);
+        // A link re-pointed since the scan is judged again (see `scan`).
+        if let Some(why) = scan::link_refusal(&path, &self.root, self.follow_symlinks) {
+            log::warn!("skipping {}: {why}", path.display());
+            self.tracked.remove(rel);
+            return Ok(());
+        }
         // Never read a file that changed since the scan that found it complete.
         match fs::metadata(&path) {
             Ok(m) if Ident::of(&m) == id => {}

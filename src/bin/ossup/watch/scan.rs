@@ -1,6 +1,15 @@
 //! Scanning the spool directory: which files are candidates, and what identifies a version.
 //!
 //! Owns: the walk over DIR (ignored names, symlink rules, depth limit) and [`Ident`].
+//!
+//! **Symbolic links.** A link in the spool is followed to a file only if its target (fully
+//! resolved) lies inside the spool and is owned by the owner of the link, unless
+//! `--follow-symlinks` is given: otherwise a user who can write the spool could link a file
+//! only root may read into it and have root's watch upload it (and delete the link). Links to
+//! directories are never followed. The rule is checked when the spool is scanned and again
+//! right before the upload; a link re-pointed in the microseconds between that check and the
+//! open is the remaining window (the identity check after the upload then refuses to retire
+//! it, but its bytes have been sent).
 //! Must not: decide when a file is settled or upload anything (the watch loop does).
 
 use std::collections::HashSet;
@@ -59,12 +68,50 @@ pub(super) fn ignored(name: &OsStr) -> bool {
     b.starts_with(b".") || b.ends_with(b".tmp") || b.ends_with(b".part")
 }
 
-/// Lists the candidate files under `dir`. Entries it cannot use go to `bad` with a reason.
+/// Why the symbolic link `link` must not be followed under the spool `root` (canonical), or
+/// `None` if it may be (see the module docs). `follow_all` is `--follow-symlinks`.
+pub(super) fn link_refusal(link: &Path, root: &Path, follow_all: bool) -> Option<String> {
+    if follow_all {
+        return None;
+    }
+    let hint = "(use --follow-symlinks to upload it anyway)";
+    let lm = match fs::symlink_metadata(link) {
+        Ok(m) if m.file_type().is_symlink() => m,
+        _ => return None,
+    };
+    let target = match fs::canonicalize(link) {
+        Ok(t) => t,
+        Err(e) => {
+            return Some(format!(
+                "a symbolic link whose target cannot be resolved: {e}"
+            ))
+        }
+    };
+    if !target.starts_with(root) {
+        return Some(format!(
+            "a symbolic link to {}, outside the watched directory {hint}",
+            target.display()
+        ));
+    }
+    match fs::metadata(&target) {
+        Ok(tm) if tm.uid() != lm.uid() => Some(format!(
+            "a symbolic link owned by uid {} to a file owned by uid {} {hint}",
+            lm.uid(),
+            tm.uid()
+        )),
+        Ok(_) => None,
+        Err(e) => Some(format!("a symbolic link whose target cannot be read: {e}")),
+    }
+}
+
+/// Lists the candidate files under `dir` (`root` is the canonical spool, `follow_all`
+/// `--follow-symlinks`). Entries it cannot use go to `bad` with a reason.
 pub(super) fn walk(
     dir: &Path,
     rel_dir: &str,
     depth: usize,
     skip: &HashSet<(u64, u64)>,
+    (root, follow_all): (&Path, bool),
     out: &mut Vec<Found>,
     bad: &mut Vec<(PathBuf, String)>,
 ) -> io::Result<()> {
@@ -86,6 +133,12 @@ pub(super) fn walk(
         if meta.is_dir() && ft.is_symlink() {
             continue;
         }
+        if ft.is_symlink() {
+            if let Some(why) = link_refusal(&path, root, follow_all) {
+                bad.push((path, why));
+                continue;
+            }
+        }
         let Some(name) = name.to_str() else {
             bad.push((
                 path,
@@ -106,7 +159,7 @@ pub(super) fn walk(
                 bad.push((path, format!("more than {MAX_DEPTH} directory levels deep")));
                 continue;
             }
-            if let Err(e) = walk(&path, &rel, depth + 1, skip, out, bad) {
+            if let Err(e) = walk(&path, &rel, depth + 1, skip, (root, follow_all), out, bad) {
                 bad.push((path, format!("cannot read the directory: {e}")));
             }
         } else {
