@@ -91,3 +91,42 @@ fn hash_throughput() {
     println!("crc64 (old slicing-by-8)  {old:>8.0} MiB/s");
     println!("md5                       {md5:>8.0} MiB/s");
 }
+
+/// Issue 10 item 2: the cost of proving, before Complete, that every part an earlier run sent
+/// still has its journaled CRC-64: re-read the file through `Source::crc64_range` part by part
+/// (8 MiB parts, 64 KiB buffer, as the driver does; the file is in the page cache, so this is
+/// the CPU and syscall cost, not flash speed).
+#[test]
+#[ignore = "benchmark: prints figures; run with --release -- --ignored --nocapture"]
+fn resume_recheck_throughput() {
+    let dir = std::env::temp_dir().join(format!("ossup-bench-recheck-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("f.bin");
+    let len = 64u64 << 20;
+    let data: Vec<u8> = (0..len as u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+        .collect();
+    std::fs::write(&path, &data).unwrap();
+    let src = ossup::io::source::Source::open(&path).unwrap();
+    let part = 8u64 << 20;
+    let mut buf = vec![0u8; 64 << 10];
+    let (rate, crc) = rate(&data, |_| {
+        let mut acc = 0u64;
+        let mut off = 0;
+        while off < len {
+            let n = part.min(len - off);
+            let c = src.crc64_range(off, n, &mut buf).unwrap();
+            acc = ossup::proto::crc64::combine(acc, c, n);
+            off += n;
+        }
+        acc
+    });
+    assert_eq!(
+        crc,
+        ossup::proto::crc64::update(0, &data),
+        "recheck CRC-64 is wrong"
+    );
+    println!("arch {}", std::env::consts::ARCH);
+    println!("resume recheck (re-read + crc64, page cache) {rate:>8.0} MiB/s");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -273,6 +273,18 @@ pub async fn upload(
                 })?;
                 up.handle(Event::Digest { n, crc64, md5 }, now_ms());
             }
+            Action::Recheck { n } => {
+                let (off, len) = geometry.part(n);
+                let buf = &mut free
+                    .last_mut()
+                    .expect("all jobs are free while verifying")
+                    .buf;
+                let crc64 = source.crc64_range(off, len, buf).map_err(|e| Error::Read {
+                    path: path.to_path_buf(),
+                    source: e,
+                })?;
+                up.handle(Event::Rechecked { n, crc64 }, now_ms());
+            }
             Action::Sleep { until_ms } => {
                 let deadline = start + std::time::Duration::from_millis(until_ms);
                 let timer = async {

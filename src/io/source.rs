@@ -166,6 +166,14 @@ impl Source {
         Ok((crc.sum(), md5.finalize().into()))
     }
 
+    /// CRC-64/XZ of the bytes `offset..offset + len`, read through `buf` (re-checking a part
+    /// an earlier run sent). A file shorter than the range gives [`io::ErrorKind::UnexpectedEof`].
+    pub fn crc64_range(&self, offset: u64, len: u64, buf: &mut [u8]) -> io::Result<u64> {
+        let mut crc = crate::proto::crc64::Hasher::new();
+        self.for_each_chunk(offset, len, buf, |chunk| crc.write(chunk))?;
+        Ok(crc.sum())
+    }
+
     /// MD5 of the bytes `offset..offset + len`, read through `buf` (for `Content-MD5`).
     pub fn md5_range(&self, offset: u64, len: u64, buf: &mut [u8]) -> io::Result<[u8; 16]> {
         let mut md5 = Md5::new();
@@ -285,6 +293,7 @@ mod tests {
             let want: [u8; 16] = Md5::digest(range).into();
             assert_eq!(md5, want);
             assert_eq!(s.md5_range(off, len, &mut buf).unwrap(), want);
+            assert_eq!(s.crc64_range(off, len, &mut buf).unwrap(), crc);
         }
         // The known MD5 of the empty string guards against hashing the wrong thing.
         let mut buf = [0u8; 8];

@@ -11,7 +11,7 @@
 //!  new() ──► │ Put ──► Done                                      │
 //!            └───────────────────────────────────────────────────┘
 //!  new() ──► ResetJournal ─► Abort old uploads ─► Initiate ─► Started persisted ─┐
-//!  new() ──► (journal has an upload id) ─► ListParts pages ─► Verify digests ─────┤
+//!  new() ──► (journal has an upload id) ─► ListParts pages ─► Verify/Recheck ─────┤
 //!                                                                                 ▼
 //!            Uploading: ≤ max_in_flight UploadPart calls; each ack ─► Persist(PartDone)
 //!                 │ all parts persisted
@@ -27,7 +27,8 @@
 //! a `PartDone` record is persisted only after the server acknowledged that part; `Complete`
 //! is sent only after every part record was persisted and after a `Completing` record; the
 //! Complete list is exactly parts `1..=count`; a part that journal and server agree on is
-//! never sent again; a part only the server has is adopted only if the local bytes match.
+//! never sent again while the local bytes still have the journal's CRC-64 (re-read before
+//! Complete); a part only the server has is adopted only if the local bytes match.
 //!
 //! A whole upload driven by hand, no sockets:
 //! ```
@@ -157,6 +158,12 @@ pub enum Action {
         /// Part number.
         n: u32,
     },
+    /// Re-read local part `n` (an earlier run sent it) and compute its CRC-64 only, then
+    /// report [`Event::Rechecked`]. Local reads only: nothing is sent.
+    Recheck {
+        /// Part number.
+        n: u32,
+    },
     /// Nothing to start before `until_ms` unless an outstanding call finishes first.
     Sleep {
         /// Monotonic deadline in milliseconds.
@@ -254,6 +261,13 @@ pub enum Event {
         /// CRC-64.
         crc64: u64,
     },
+    /// CRC-64 of local part `n`, answering [`Action::Recheck`].
+    Rechecked {
+        /// Part number.
+        n: u32,
+        /// CRC-64 of the bytes now in the file.
+        crc64: u64,
+    },
     /// Digests of local part `n`.
     Digest {
         /// Part number.
@@ -314,6 +328,10 @@ enum Part {
     Todo,
     /// The server lists it but the journal does not vouch for it: waiting for local digests.
     Verify(ListedPart),
+    /// Journal and server agree that an earlier run sent it: waiting for the CRC-64 of the
+    /// local bytes, which must still equal the journal's (the file may have changed while its
+    /// length, mtime and inode did not).
+    Recheck(JournalPart),
     /// An UploadPart call is outstanding or scheduled.
     Sending,
     /// Acknowledged by the server; its record is queued or being persisted.
@@ -776,6 +794,14 @@ impl Upload {
                 // Digests are computed one at a time; Verify parts turn into Done or Todo.
                 return Action::Digest { n: n as u32 + 1 };
             }
+            if let Some(n) = self
+                .parts
+                .iter()
+                .position(|p| matches!(p, Part::Recheck(_)))
+            {
+                // So do Recheck parts: Done if the local bytes still match, else sent again.
+                return Action::Recheck { n: n as u32 + 1 };
+            }
             self.phase = Phase::Uploading;
             self.cursor = 1;
         }
@@ -874,6 +900,7 @@ impl Upload {
         match event {
             Event::Persisted => self.on_persisted(),
             Event::Digest { n, crc64, md5 } => self.on_digest(n, crc64, md5),
+            Event::Rechecked { n, crc64 } => self.on_rechecked(n, crc64),
             Event::FileDigest { crc64 } => {
                 let Some(h) = self.probed.take() else { return };
                 if h.crc64 == Some(crc64) {
@@ -913,6 +940,7 @@ impl Upload {
                     | Event::Head { id, .. } => *id,
                     Event::Persisted
                     | Event::Digest { .. }
+                    | Event::Rechecked { .. }
                     | Event::FileDigest { .. }
                     | Event::Failed { .. } => return,
                 };
@@ -967,6 +995,19 @@ impl Upload {
             self.parts_resumed += 1;
             self.adopt(n, j);
         } else {
+            self.parts[n as usize - 1] = Part::Todo;
+        }
+    }
+
+    fn on_rechecked(&mut self, n: u32, crc64: u64) {
+        let Some(Part::Recheck(j)) = self.parts.get(n as usize - 1).cloned() else {
+            return;
+        };
+        if reconcile::still_matches(&j, crc64) {
+            self.parts_resumed += 1;
+            self.parts[n as usize - 1] = Part::Done(j);
+        } else {
+            // The bytes changed under the same metadata: the server's copy is of other bytes.
             self.parts[n as usize - 1] = Part::Todo;
         }
     }
@@ -1193,18 +1234,15 @@ impl Upload {
     fn reconcile(&mut self) {
         let plan = reconcile::reconcile(&self.p.geometry, &self.journal_parts, &self.listed);
         self.listed.clear();
-        let mut resumed = 0;
         for (i, step) in plan.into_iter().enumerate() {
             self.parts[i] = match step {
-                Plan::Done(j) => {
-                    resumed += 1;
-                    Part::Done(j)
-                }
+                Plan::Done(j) => Part::Recheck(j),
                 Plan::Verify(s) => Part::Verify(s),
                 Plan::Send => Part::Todo,
             };
         }
-        self.parts_resumed = resumed;
+        // Counted as their local bytes are proven (Recheck and Verify).
+        self.parts_resumed = 0;
         self.cursor = 1;
         self.phase = Phase::Verifying;
     }

@@ -24,7 +24,9 @@ pub struct JournalPart {
 /// What to do about one part after a restart.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Plan {
-    /// Journal and server agree: never send again.
+    /// Journal and server agree: never send again, provided the local bytes still have the
+    /// journal's CRC-64 (see [`still_matches`]; the machine re-reads every such part before
+    /// Complete, because length, mtime and inode can stay the same while the bytes change).
     Done(JournalPart),
     /// The server has a part of the right size that the journal does not vouch for: adopt it
     /// only if the local bytes match (CRC-64, or the ETag as an MD5 when no CRC is listed).
@@ -82,6 +84,12 @@ pub fn local_matches(s: &ListedPart, crc64: u64, md5: &[u8; 16]) -> bool {
         Some(c) => c == crc64,
         None => etag_eq(&s.etag, &crate::proto::sign::hex(md5)),
     }
+}
+
+/// True if a part an earlier run sent (journal `j`) may be kept: the CRC-64 of the bytes now
+/// in the file equals the one recorded when it was sent. Otherwise it is sent again.
+pub fn still_matches(j: &JournalPart, crc64_now: u64) -> bool {
+    j.crc64 == crc64_now
 }
 
 #[cfg(test)]

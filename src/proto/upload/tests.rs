@@ -253,9 +253,20 @@ fn restart_trusts_agreeing_parts_verifies_server_only_and_resends_journal_only()
     };
     up.handle(Event::Listed { id, page }, 0);
     let mut digests = Vec::new();
+    let mut rechecked = Vec::new();
     let mut sent = Vec::new();
     loop {
         match next_call(&mut up, 0, &mut log) {
+            Action::Recheck { n } => {
+                rechecked.push(n);
+                up.handle(
+                    Event::Rechecked {
+                        n,
+                        crc64: crc64::update(0, part(n)),
+                    },
+                    0,
+                );
+            }
             Action::Digest { n } => {
                 digests.push(n);
                 let d = part(n);
@@ -299,7 +310,12 @@ fn restart_trusts_agreeing_parts_verifies_server_only_and_resends_journal_only()
     assert_eq!(
         digests,
         vec![3, 4],
-        "only server-only parts are checked against local bytes"
+        "server-only parts are checked with CRC-64 and MD5"
+    );
+    assert_eq!(
+        rechecked,
+        vec![1],
+        "agreeing parts are re-read (CRC-64 only)"
     );
     assert_eq!(
         sent,
@@ -307,6 +323,106 @@ fn restart_trusts_agreeing_parts_verifies_server_only_and_resends_journal_only()
         "journal-only and mismatching parts are sent again"
     );
     assert!(log.contains(&rec(3)), "an adopted part is journaled");
+}
+
+/// Issue 10 item 2: a part an earlier run sent whose local bytes changed while length, mtime
+/// and inode did not (so the journal's identity still matches) must be sent again, never kept.
+#[test]
+fn resume_rechecks_sent_parts_and_resends_one_whose_bytes_changed() {
+    let old = file_bytes(300, 5);
+    let mut new = old.clone();
+    new[150] ^= 0xff; // part 2 rewritten in place, same metadata
+    let p = params(300, 100, 1);
+    let part = |f: &[u8], n: u32| f[(n as usize - 1) * 100..n as usize * 100].to_vec();
+    let rec = |n: u32| Record::PartDone {
+        n,
+        etag: Etag::from_text(&etag_of(&part(&old, n))),
+        crc64: crc64::update(0, &part(&old, n)),
+        len: 100,
+    };
+    let records = vec![
+        Record::Started {
+            upload_id: "U".into(),
+        },
+        rec(1),
+        rec(2),
+        rec(3),
+    ];
+    let mut up = Upload::new(p.clone(), Some(replay_of(&p, &records)));
+    let mut log = Vec::new();
+    let (id, _) = expect_call(next_call(&mut up, 0, &mut log));
+    let page = PartsPage {
+        parts: (1..=3)
+            .map(|n| ListedPart {
+                n,
+                etag: etag_of(&part(&old, n)),
+                size: 100,
+                crc64: Some(crc64::update(0, &part(&old, n))),
+            })
+            .collect(),
+        truncated: false,
+        next_marker: None,
+    };
+    up.handle(Event::Listed { id, page }, 0);
+    let mut rechecked = Vec::new();
+    let mut sent = Vec::new();
+    for _ in 0..20 {
+        match next_call(&mut up, 0, &mut log) {
+            Action::Recheck { n } => {
+                rechecked.push(n);
+                let crc = crc64::update(0, &part(&new, n));
+                up.handle(Event::Rechecked { n, crc64: crc }, 0);
+            }
+            Action::Call {
+                id,
+                call: Call::UploadPart { n, .. },
+            } => {
+                sent.push(n);
+                let c = crc64::update(0, &part(&new, n));
+                let etag = etag_of(&part(&new, n));
+                up.handle(
+                    Event::PartSent {
+                        id,
+                        etag,
+                        local_crc: c,
+                        server_crc: Some(c),
+                    },
+                    0,
+                );
+            }
+            Action::Call {
+                id,
+                call: Call::Complete { .. },
+            } => {
+                let c = crc64::update(0, &new);
+                up.handle(
+                    Event::Completed {
+                        id,
+                        etag: "\"M-3\"".into(),
+                        server_crc: Some(c),
+                    },
+                    0,
+                );
+            }
+            Action::Done(r) => {
+                let u = r.expect("upload succeeds");
+                assert_eq!(
+                    u.crc64,
+                    crc64::update(0, &new),
+                    "the object is the new bytes"
+                );
+                assert_eq!(u.parts_resumed, 2);
+                break;
+            }
+            a => panic!("{a:?}"),
+        }
+    }
+    assert_eq!(
+        rechecked,
+        vec![1, 2, 3],
+        "every part sent earlier is re-read"
+    );
+    assert_eq!(sent, vec![2], "only the changed part is sent again");
 }
 
 #[test]
@@ -881,6 +997,17 @@ fn simulate(c: &SimConfig) -> SimResult {
                     up.handle(
                         Event::FileDigest {
                             crc64: crc64::update(0, &file),
+                        },
+                        now,
+                    );
+                }
+                Action::Recheck { n } => {
+                    let (off, len) = p.geometry.part(n);
+                    let d = &file[off as usize..(off + len) as usize];
+                    up.handle(
+                        Event::Rechecked {
+                            n,
+                            crc64: crc64::update(0, d),
                         },
                         now,
                     );
