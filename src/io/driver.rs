@@ -254,10 +254,7 @@ pub async fn upload(
                     .buf;
                 let (crc64, _) = source
                     .digest(0, source.len(), buf)
-                    .map_err(|e| Error::Read {
-                        path: path.to_path_buf(),
-                        source: e,
-                    })?;
+                    .map_err(|e| read_error(&source, path, e))?;
                 up.handle(Event::FileDigest { crc64 }, now_ms());
             }
             Action::Digest { n } => {
@@ -267,10 +264,9 @@ pub async fn upload(
                     .last_mut()
                     .expect("all jobs are free while verifying")
                     .buf;
-                let (crc64, md5) = source.digest(off, len, buf).map_err(|e| Error::Read {
-                    path: path.to_path_buf(),
-                    source: e,
-                })?;
+                let (crc64, md5) = source
+                    .digest(off, len, buf)
+                    .map_err(|e| read_error(&source, path, e))?;
                 up.handle(Event::Digest { n, crc64, md5 }, now_ms());
             }
             Action::Recheck { n } => {
@@ -279,10 +275,9 @@ pub async fn upload(
                     .last_mut()
                     .expect("all jobs are free while verifying")
                     .buf;
-                let crc64 = source.crc64_range(off, len, buf).map_err(|e| Error::Read {
-                    path: path.to_path_buf(),
-                    source: e,
-                })?;
+                let crc64 = source
+                    .crc64_range(off, len, buf)
+                    .map_err(|e| read_error(&source, path, e))?;
                 up.handle(Event::Rechecked { n, crc64 }, now_ms());
             }
             Action::Sleep { until_ms } => {
@@ -322,10 +317,11 @@ pub async fn upload(
             Ok(u)
         }
         Err(g) => {
-            // A journal that names no upload and nothing to abort holds nothing worth keeping
-            // (e.g. credentials were refused at Initiate): don't leave it for `ossup status`.
+            // A journal that names no upload, nothing to abort and no doubt about a stray
+            // holds nothing worth keeping (e.g. credentials were refused at Initiate): don't
+            // leave it for `ossup status`. Initiating doubts stay until a sweep has run.
             if let Some(j) = journal {
-                if up.upload_id().is_none() && !up.has_pending_aborts() {
+                if !up.journal_worth_keeping() {
                     let _ = j.remove();
                 }
             }
@@ -433,6 +429,21 @@ async fn open_checkpoint(
     Ok((jpath, lock, journal, replay, waited, corrupt))
 }
 
+/// A failed local read: a file that shrank or was replaced meanwhile is a changed file (65),
+/// anything else an IO error (74).
+fn read_error(source: &Source, path: &Path, e: std::io::Error) -> Error {
+    if source.changed().unwrap_or(false) {
+        Error::FileChanged {
+            path: path.to_path_buf(),
+        }
+    } else {
+        Error::Read {
+            path: path.to_path_buf(),
+            source: e,
+        }
+    }
+}
+
 fn give_up_error(g: GiveUp, shared: &Shared<'_>, path: &Path) -> Error {
     let last = shared.last_service.borrow().clone();
     match g {
@@ -445,6 +456,14 @@ fn give_up_error(g: GiveUp, shared: &Shared<'_>, path: &Path) -> Error {
             failure: Failure::SourceChanged,
             ..
         } => Error::FileChanged {
+            path: path.to_path_buf(),
+        },
+        // A read that failed because the file shrank (or was replaced) is a changed file
+        // (65), not an IO error (74).
+        GiveUp::Fatal {
+            failure: Failure::LocalRead,
+            ..
+        } if shared.source.is_some_and(|s| s.changed().unwrap_or(false)) => Error::FileChanged {
             path: path.to_path_buf(),
         },
         GiveUp::Fatal {
@@ -565,7 +584,15 @@ async fn perform_inner(
             return Err(Failure::SourceChanged);
         }
     }
-    send_call(shared, job, id, call, clock_offset, digests, Some(source)).await
+    let ev = send_call(shared, job, id, call, clock_offset, digests, Some(source)).await?;
+    if let (Call::PutObject { .. }, Event::Put { .. }) = (call, &ev) {
+        // The same check as before Complete: a file rewritten during the send was stored as
+        // bytes of two versions, which must not count as uploaded.
+        if source.changed().map_err(|_| Failure::LocalRead)? {
+            return Err(Failure::SourceChanged);
+        }
+    }
+    Ok(ev)
 }
 
 async fn send_call(

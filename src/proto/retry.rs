@@ -18,7 +18,7 @@
 //! | code `NoSuchUpload` on an operation without an upload id | `Fatal` |
 //! | code `InvalidPart` / `InvalidPartOrder` on `Complete` | `Relist` |
 //! | code `InvalidPart` / `InvalidPartOrder` on any other operation | `Fatal` |
-//! | code `SlowDown`, `RequestTimeout`, `ServiceUnavailable`, `InternalError`, `InvalidDigest`, any status | `Retry` |
+//! | code `SlowDown`, `RequestTimeout`, `ServiceUnavailable`, `InternalError`, `InvalidDigest`, `BadDigest`, any status | `Retry` |
 //! | a credentials code (`AccessDenied`, `SignatureDoesNotMatch`, `InvalidAccessKeyId`, `InvalidSecurityToken`, `SecurityTokenExpired`), any status | `Fatal` |
 //! | a configuration code (`NoSuchBucket`, `InvalidBucketName`, `InvalidArgument`, `InvalidObjectName`, `KeyTooLong`, `EntityTooSmall`, `EntityTooLarge`, `MethodNotAllowed`, `PreconditionFailed`, `FileAlreadyExists`, `ObjectAlreadyExists`, `NoSuchKey`), any status | `Fatal` |
 //! | status 5xx, 408, 429 (with any other code or none) | `Retry` |
@@ -34,7 +34,7 @@
 //!   is retried (a proxy or a momentary STS hiccup can produce one); the retry budget bounds it,
 //!   and [`is_credentials_problem`] still reports it as a credentials problem when it is the
 //!   final failure.
-//! * **`InvalidDigest`** (Content-MD5 mismatch) means the bytes were damaged in transit, the
+//! * **`InvalidDigest`** (OSS) and **`BadDigest`** (S3, MinIO, Ceph: Content-MD5 mismatch) mean the bytes were damaged in transit, the
 //!   same situation as [`Failure::CrcMismatch`], so it is retried.
 //! * **`HeadObject` 404.** `HeadObject` responses have no body; a 404 there means "no such
 //!   object", which the upload state machine interprets *itself* (after a `NoSuchUpload` with a
@@ -109,6 +109,8 @@ const RETRY_CODES: &[&str] = &[
     "InternalError",
     // Content-MD5 mismatch: the bytes were damaged on the way, like `Failure::CrcMismatch`.
     "InvalidDigest",
+    // S3, MinIO and Ceph name the same Content-MD5 mismatch `BadDigest` (400).
+    "BadDigest",
 ];
 
 /// Error codes that mean the credentials themselves are wrong, expired or not allowed.
@@ -274,6 +276,21 @@ impl Backoff {
 
 #[cfg(test)]
 mod tests {
+    /// Issue 10 item 10: S3's Content-MD5 mismatch is a damaged transfer, not a configuration
+    /// error: the part is sent again (it was fatal, exit 78, which stopped watch).
+    #[test]
+    fn s3_bad_digest_is_a_transient_transfer_error() {
+        use super::*;
+        for op in [Op::UploadPart, Op::PutObject] {
+            let f = Failure::Status {
+                status: 400,
+                code: Some("BadDigest".into()),
+            };
+            assert_eq!(classify(op, &f), Verdict::Retry);
+            assert!(!is_credentials_problem(&f));
+        }
+    }
+
     #[test]
     fn response_wait_allows_a_parked_body_to_drain() {
         assert_eq!(response_wait_ms(5000, 0), 5000);

@@ -609,6 +609,17 @@ impl Upload {
         !self.pending_aborts.is_empty()
     }
 
+    /// True if the journal holds something a later run needs, whatever ended this one: an
+    /// upload id, an abort still to do, or the doubt that an Initiate whose answer was lost
+    /// created an upload (a later run sweeps for it). The shell removes the journal of a
+    /// failed run only when this is false.
+    pub fn journal_worth_keeping(&self) -> bool {
+        self.upload_id.is_some()
+            || !self.pending_aborts.is_empty()
+            || self.sweep_needed
+            || self.sweeping
+    }
+
     /// Total bytes of the upload.
     pub fn bytes_total(&self) -> u64 {
         self.p.geometry.file_len
@@ -1290,14 +1301,25 @@ impl Upload {
                 .push_back((Record::Initiating, AfterPersist::Nothing));
             self.sweep_needed = true;
         }
+        if self.phase == Phase::Probing
+            && matches!(pending.call, Call::HeadObject)
+            && matches!(&failure, Failure::Status { status: 403, code } if code.as_deref().is_none_or(str::is_empty))
+        {
+            // A HEAD answer has no body, and S3 answers a missing object with a bare 403 when
+            // the key may not list the bucket: here that means "not there". A real credentials
+            // problem shows at the next call, with its code.
+            self.begin();
+            return;
+        }
         match retry::classify(op, &failure) {
             Verdict::Retry => self.retry_later(pending, failure, now_ms),
             Verdict::FixClock => match server_time.filter(|t| *t >= MIN_SANE_UNIX) {
                 Some(t) if !was_skewed => {
                     self.clock_offset = t - local_time;
-                    // Multipart uploads always have a journal by now (ResetJournal comes
-                    // first), so a restarted process signs right from its first request.
-                    if self.p.multipart {
+                    // Multipart uploads have a journal by now (ResetJournal comes first)
+                    // except while probing (`--wait`), where the fresh journal made after the
+                    // probe carries the offset; a restarted process signs right at once.
+                    if self.p.multipart && self.phase != Phase::Probing {
                         let rec = Record::ClockOffset {
                             secs: self.clock_offset,
                         };

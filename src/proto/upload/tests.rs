@@ -1672,3 +1672,112 @@ fn a_set_aside_journal_makes_the_fresh_upload_sweep_for_strays() {
     let (_, call) = expect_call(next_call(&mut up, 0, &mut log));
     assert!(matches!(call, Call::ListUploads { .. }), "{call:?}");
 }
+
+/// Issue 10 item 9: `--wait` on a board with a wrong clock. While probing there is no journal
+/// yet, so the learned clock offset must not be persisted (the shell panicked on a Persist with
+/// no journal); it goes into the fresh journal instead.
+#[test]
+fn wait_with_a_wrong_clock_never_persists_before_a_journal_exists() {
+    let mut p = params(300, 100, 1);
+    p.check_existing = true;
+    let mut up = Upload::new(p, None);
+    let (id, call) = expect_call(up.poll_action(0));
+    assert_eq!(call, Call::HeadObject);
+    up.handle(
+        Event::Failed {
+            id,
+            failure: Failure::Status {
+                status: 403,
+                code: Some("RequestTimeTooSkewed".into()),
+            },
+            server_time: Some(SERVER_NOW),
+            local_time: SERVER_NOW - 86_400 * 365,
+        },
+        0,
+    );
+    let (id, call) = match up.poll_action(0) {
+        Action::Call { id, call } => (id, call),
+        other => panic!("expected the HEAD again, got {other:?}"),
+    };
+    assert_eq!(call, Call::HeadObject);
+    assert_eq!(up.clock_offset(), 86_400 * 365);
+    up.handle(Event::Head { id, found: None }, 0);
+    match up.poll_action(0) {
+        Action::ResetJournal(records) => assert!(
+            records.contains(&Record::ClockOffset { secs: 86_400 * 365 }),
+            "{records:?}"
+        ),
+        other => panic!("expected a fresh journal, got {other:?}"),
+    }
+}
+
+/// Issue 10 item 10: S3 answers a HEAD of a missing object with a bare 403 when the key may not
+/// list the bucket. While probing (`--wait`) that means "not there": upload, do not stop with a
+/// permission error (a real credential problem shows at Initiate with its code).
+#[test]
+fn wait_probe_treats_a_bare_head_403_as_not_found() {
+    let mut p = params(300, 100, 1);
+    p.check_existing = true;
+    let mut up = Upload::new(p, None);
+    let (id, _) = expect_call(up.poll_action(0));
+    up.handle(
+        Event::Failed {
+            id,
+            failure: Failure::Status {
+                status: 403,
+                code: None,
+            },
+            server_time: None,
+            local_time: SERVER_NOW,
+        },
+        0,
+    );
+    assert!(
+        matches!(up.poll_action(0), Action::ResetJournal(_)),
+        "a fresh upload starts"
+    );
+}
+
+/// Issue 10 item 4: Initiate answers lost, then the retry budget runs out. The journal holds
+/// the doubt (Initiating records) and must be kept so that a later run sweeps for strays.
+#[test]
+fn lost_initiates_then_giving_up_keeps_the_doubt_for_a_later_sweep() {
+    let mut p = params(300, 100, 1);
+    p.retry_for_ms = Some(1_000);
+    let mut up = Upload::new(p, None);
+    let mut log = Vec::new();
+    let mut now = 0;
+    for _ in 0..100 {
+        match next_call(&mut up, now, &mut log) {
+            Action::Call { id, call } => {
+                assert_eq!(call, Call::Initiate);
+                up.handle(
+                    Event::Failed {
+                        id,
+                        failure: Failure::TimedOut,
+                        server_time: None,
+                        local_time: SERVER_NOW,
+                    },
+                    now,
+                );
+            }
+            Action::Sleep { until_ms } => now = until_ms,
+            Action::Done(r) => {
+                assert!(matches!(r, Err(GiveUp::RetryBudget { .. })), "{r:?}");
+                break;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(up.upload_id().is_none());
+    assert!(
+        up.journal_worth_keeping(),
+        "the Initiating doubt outlives the run"
+    );
+    // A refused Initiate (no doubt: nothing was created) leaves nothing worth keeping.
+    let mut up = Upload::new(params(300, 100, 1), None);
+    let (id, _) = expect_call(next_call(&mut up, 0, &mut Vec::new()));
+    up.handle(failed(id, 403, "AccessDenied"), 0);
+    assert!(matches!(up.poll_action(0), Action::Done(Err(_))));
+    assert!(!up.journal_worth_keeping());
+}

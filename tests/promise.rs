@@ -1,0 +1,124 @@
+//! Issue 10 "Keep the promise": the IO halves of its items, against `ossup serve` (in process)
+//! or a scripted fake server on 127.0.0.1. The decisions themselves are unit-tested in
+//! `src/proto/upload/tests.rs` and `src/proto/retry.rs`.
+#![cfg(feature = "serve")]
+
+mod support;
+
+use std::time::Duration;
+
+use ossup::{Config, Destination, Endpoint, Error};
+use support::*;
+
+const BUCKET: &str = "bkt";
+
+fn config(ep: &str, ck: &std::path::Path) -> Config {
+    let mut cfg = Config::new(
+        Endpoint::parse(ep).unwrap(),
+        REGION,
+        credentials(),
+        ck.to_path_buf(),
+    );
+    cfg.part_size = 256 << 10;
+    cfg.multipart_threshold = 256 << 10;
+    cfg.retry_for = Some(Duration::from_secs(2));
+    cfg
+}
+
+/// Rewrites `path` in place with other bytes of the same length (the inode stays).
+fn rewrite_in_place(path: &std::path::Path, len: usize) {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.write_all(&content(len, 99)).unwrap();
+    f.sync_all().unwrap();
+}
+
+/// Item 3: a file rewritten while its single PutObject is on the wire is a changed file
+/// (exit 65), exactly like the multipart path; it never counts as uploaded.
+#[test]
+fn put_object_of_a_file_rewritten_during_the_send_exits_65() {
+    let tmp = TempDir::new("promise-put-changed");
+    let srv = start_server(&tmp.join("srv"));
+    let file = tmp.join("f.bin");
+    let len = 768 << 10;
+    write_file(&file, len, 1);
+    let mut cfg = config(&endpoint(srv.addr()), &tmp.join("ck"));
+    cfg.multipart_threshold = 8 << 20; // one PutObject
+    cfg.limit_rate = Some(1 << 20);
+    let dest = Destination::parse(&format!("oss://{BUCKET}/put/changed")).unwrap();
+    let mut rewritten = false;
+    let r = ossup::upload_file_blocking(&cfg, &file, &dest, &mut |d, t| {
+        if !rewritten && d > 0 && d < t {
+            rewritten = true;
+            // A later mtime, as any writer leaves.
+            std::thread::sleep(Duration::from_millis(20));
+            rewrite_in_place(&file, len);
+        }
+    });
+    assert!(rewritten, "the file was not rewritten during the send");
+    match r {
+        Err(e @ Error::FileChanged { .. }) => assert_eq!(e.exit_code(), 65),
+        other => panic!("expected FileChanged (65), got {other:?}"),
+    }
+}
+
+/// Item 10: a file truncated during a multipart upload is a changed file (65), not an IO
+/// error (74).
+#[test]
+fn a_file_truncated_during_upload_exits_65() {
+    let tmp = TempDir::new("promise-truncated");
+    let srv = start_server(&tmp.join("srv"));
+    let file = tmp.join("f.bin");
+    let len = 1 << 20;
+    write_file(&file, len, 2);
+    let mut cfg = config(&endpoint(srv.addr()), &tmp.join("ck"));
+    cfg.limit_rate = Some(1 << 20);
+    let dest = Destination::parse(&format!("oss://{BUCKET}/mp/truncated")).unwrap();
+    let mut truncated = false;
+    let r = ossup::upload_file_blocking(&cfg, &file, &dest, &mut |d, _| {
+        if !truncated && d > 0 {
+            truncated = true;
+            let f = std::fs::OpenOptions::new().write(true).open(&file).unwrap();
+            f.set_len(100 << 10).unwrap();
+        }
+    });
+    assert!(truncated);
+    match r {
+        Err(e @ Error::FileChanged { .. }) => assert_eq!(e.exit_code(), 65),
+        other => panic!("expected FileChanged (65), got {other:?}"),
+    }
+}
+
+/// Item 4: every Initiate answer is lost (503: the server may have created the upload), then
+/// the retry budget ends the run. The journal with its Initiating doubt stays, so a later run
+/// sweeps for the strays.
+#[test]
+fn lost_initiate_answers_then_giving_up_keep_the_journal() {
+    let tmp = TempDir::new("promise-initiate-doubt");
+    let fake = FakeServer::start(|_| {
+        b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            .to_vec()
+    });
+    let file = tmp.join("f.bin");
+    write_file(&file, 600 << 10, 3);
+    let ck = tmp.join("ck");
+    let mut cfg = config(&fake.endpoint(), &ck);
+    cfg.retry_for = Some(Duration::from_millis(600));
+    let dest = Destination::parse(&format!("oss://{BUCKET}/doubt/k")).unwrap();
+    let r = ossup::upload_file_blocking(&cfg, &file, &dest, &mut |_, _| {});
+    assert!(matches!(r, Err(Error::GaveUp { .. })), "{r:?}");
+    assert!(
+        fake.heads()
+            .iter()
+            .any(|h| h.starts_with("POST ") && h.contains("uploads")),
+        "Initiate was tried"
+    );
+    let j = journals(&ck);
+    assert_eq!(j.len(), 1, "the doubt must outlive the run: {j:?}");
+    let (_, replay) = ossup::io::journal::Journal::open(&j[0]).unwrap().unwrap();
+    let replay = replay.expect("readable");
+    assert!(replay
+        .records
+        .iter()
+        .any(|r| matches!(r, ossup::proto::checkpoint::Record::Initiating)));
+}
