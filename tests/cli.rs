@@ -592,6 +592,18 @@ fn meta_reaches_the_wire() {
                 Ok(n) => buf.extend_from_slice(&chunk[..n]),
             }
         }
+        // Read the 10-byte body too: closing with unread data resets the connection, which
+        // the client may see before the answer (a flaky "cannot connect" under load).
+        let head_end = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4);
+        if let Some(end) = head_end {
+            let mut have = buf.len() - end;
+            while have < 10 {
+                match s.read(&mut chunk) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => have += n,
+                }
+            }
+        }
         let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>AccessDenied</Code>\
                     <Message>recorded</Message><RequestId>REQ-META-1</RequestId></Error>";
         let _ = write!(
