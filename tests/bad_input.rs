@@ -611,9 +611,11 @@ fn rows(ctx: &Ctx) -> Vec<Case> {
     }));
     v.push(c);
 
-    // A journal from a newer format version: refused (78), and left untouched.
+    // A journal from a newer format version (or with a damaged version byte: the same bytes)
+    // must not stop a gateway (issue 10 item 11): kept unchanged as NAME.v<N>, where a newer
+    // ossup can still find it, and the file starts over.
     let nfile = t.join("newer-journal.bin");
-    write_file(&nfile, 250 * 1024, 32);
+    let ndata = write_file(&nfile, 250 * 1024, 32);
     let jpath = ctx.journal_for(&nfile, "k/newer");
     let mut newer = b"OSSUPJ".to_vec();
     newer.push(ossup::proto::checkpoint::VERSION + 1);
@@ -626,17 +628,27 @@ fn rows(ctx: &Ctx) -> Vec<Case> {
             "k/newer",
             &["--part-size", "100KiB", "--threshold", "100KiB"],
         ),
-        &[78],
-        &["newer", "format 2"],
+        &[0],
+        &[],
     );
     let srv = ctx.srv_dir.clone();
-    c.after = Some(Box::new(move |_| {
-        assert_eq!(
-            std::fs::read(&jpath).ok(),
-            Some(newer),
-            "the newer journal was modified"
+    c.after = Some(Box::new(move |out: &Output| {
+        assert!(
+            out.stderr.contains("cannot read") && out.stderr.contains("starting over"),
+            "no line about the set-aside journal:\n{}",
+            out.stderr
         );
-        assert!(read_object(&srv, BUCKET, "k/newer").is_none());
+        let aside = std::path::PathBuf::from(format!(
+            "{}.v{}",
+            jpath.display(),
+            ossup::proto::checkpoint::VERSION + 1
+        ));
+        assert_eq!(
+            std::fs::read(&aside).ok(),
+            Some(newer),
+            "the newer journal was not kept unchanged as {aside:?}"
+        );
+        assert!(read_object(&srv, BUCKET, "k/newer").unwrap() == ndata);
     }));
     v.push(c);
     v

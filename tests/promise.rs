@@ -122,3 +122,76 @@ fn lost_initiate_answers_then_giving_up_keep_the_journal() {
         .iter()
         .any(|r| matches!(r, ossup::proto::checkpoint::Record::Initiating)));
 }
+
+/// Interrupts an upload of `file` once about 40% is on the wire (drops the future), leaving its
+/// journal and an open upload on the server.
+fn interrupt_upload(cfg: &Config, file: &std::path::Path, dest: &Destination, len: u64) {
+    use std::cell::Cell;
+    let stop = Cell::new(false);
+    let mut progress = |d: u64, _t: u64| {
+        if d >= len * 4 / 10 {
+            stop.set(true);
+        }
+    };
+    let upload = async { Some(ossup::upload_file(cfg, file, dest, &mut progress).await) };
+    let stopper = async {
+        for _ in 0..3000 {
+            if stop.get() {
+                break;
+            }
+            async_io::Timer::after(Duration::from_millis(5)).await;
+        }
+        None
+    };
+    let r = async_io::block_on(futures_lite::future::or(upload, stopper));
+    assert!(
+        r.is_none(),
+        "the upload finished before it could be interrupted"
+    );
+}
+
+/// Item 11: a flipped bit in a journal's version byte (it reads as "format 5") must not stop
+/// the upload (exit 78 stopped watch for every file): the journal is kept aside under a name a
+/// newer ossup could still read, the file starts over, and the upload succeeds.
+#[test]
+fn a_damaged_journal_version_is_set_aside_and_the_file_starts_over() {
+    let tmp = TempDir::new("promise-damaged-version");
+    let srv_dir = tmp.join("srv");
+    let srv = start_server(&srv_dir);
+    let file = tmp.join("f.bin");
+    let len = 1536 << 10;
+    let data = write_file(&file, len, 4);
+    let ck = tmp.join("ck");
+    let mut cfg = config(&endpoint(srv.addr()), &ck);
+    cfg.limit_rate = Some(2 << 20);
+    let dest = Destination::parse(&format!("oss://{BUCKET}/damaged/k")).unwrap();
+    interrupt_upload(&cfg, &file, &dest, len as u64);
+    let j = journals(&ck);
+    assert_eq!(j.len(), 1, "{j:?}");
+    let mut bytes = std::fs::read(&j[0]).unwrap();
+    bytes[6] ^= 0x04; // version 1 -> 5
+    std::fs::write(&j[0], &bytes).unwrap();
+
+    cfg.limit_rate = None;
+    let up = ossup::upload_file_blocking(&cfg, &file, &dest, &mut |_, _| {})
+        .expect("a damaged journal is a per-file restart, not an error");
+    assert_eq!(up.parts_resumed, 0);
+    assert_eq!(read_object(&srv_dir, BUCKET, "damaged/k").unwrap(), data);
+    let aside: Vec<_> = std::fs::read_dir(&ck)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".ossup.v"))
+        .collect();
+    assert_eq!(aside.len(), 1, "kept aside: {aside:?}");
+    assert!(aside[0].ends_with(".ossup.v5"), "{aside:?}");
+    assert_eq!(
+        std::fs::read(ck.join(&aside[0])).unwrap(),
+        bytes,
+        "kept byte for byte"
+    );
+    assert!(
+        journals(&ck).is_empty(),
+        "the finished upload left no journal"
+    );
+}

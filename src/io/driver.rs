@@ -10,7 +10,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
@@ -402,11 +402,23 @@ async fn open_checkpoint(
             corrupt = (r.valid_len as u64) < on_disk;
             (Some(j), Some(r))
         }
-        Some((_, Err(CheckpointError::NewerVersion(v)))) => {
-            return Err(Error::NewerJournal {
-                path: jpath,
-                version: v,
-            })
+        Some((j, Err(CheckpointError::NewerVersion(v)))) => {
+            // A flipped version byte reads the same as a journal of a newer ossup. Neither may
+            // stop a gateway or need a person: keep it unchanged under a name a newer ossup can
+            // still find (`NAME.ossup.v<N>`), and start this file over with a stray sweep.
+            drop(j);
+            let aside = set_aside_name(&jpath, v);
+            log::warn!(
+                "checkpoint {} has format {v}, which this ossup cannot read (damaged, or written by a newer ossup); kept as {} and starting over",
+                jpath.display(),
+                aside.display()
+            );
+            std::fs::rename(&jpath, &aside).map_err(|e| Error::Checkpoint {
+                path: jpath.clone(),
+                source: e,
+            })?;
+            corrupt = true;
+            (None, None)
         }
         Some((j, Err(CheckpointError::NotAJournal))) => {
             // Unreadable header: nothing in it can be trusted (not even the upload id), so it
@@ -427,6 +439,20 @@ async fn open_checkpoint(
         }
     };
     Ok((jpath, lock, journal, replay, waited, corrupt))
+}
+
+/// Where a journal this build cannot read is kept: `NAME.ossup.v<N>` (never overwriting an
+/// earlier one: `.v<N>.1`, `.v<N>.2`, ... up to 100, then the last is replaced).
+fn set_aside_name(jpath: &Path, version: u8) -> PathBuf {
+    let base = format!("{}.v{version}", jpath.display());
+    let mut p = PathBuf::from(&base);
+    for i in 1..=100 {
+        if std::fs::symlink_metadata(&p).is_err() {
+            break;
+        }
+        p = PathBuf::from(format!("{base}.{i}"));
+    }
+    p
 }
 
 /// A failed local read: a file that shrank or was replaced meanwhile is a changed file (65),
