@@ -169,7 +169,7 @@ fn a_damaged_journal_version_is_set_aside_and_the_file_starts_over() {
     let j = journals(&ck);
     assert_eq!(j.len(), 1, "{j:?}");
     let mut bytes = std::fs::read(&j[0]).unwrap();
-    bytes[6] ^= 0x04; // version 1 -> 5
+    bytes[6] ^= 0x04; // one flipped bit: version 2 reads as 6
     std::fs::write(&j[0], &bytes).unwrap();
 
     cfg.limit_rate = None;
@@ -184,7 +184,8 @@ fn a_damaged_journal_version_is_set_aside_and_the_file_starts_over() {
         .filter(|n| n.contains(".ossup.v"))
         .collect();
     assert_eq!(aside.len(), 1, "kept aside: {aside:?}");
-    assert!(aside[0].ends_with(".ossup.v5"), "{aside:?}");
+    let want = format!(".ossup.v{}", bytes[6]);
+    assert!(aside[0].ends_with(&want), "{aside:?}");
     assert_eq!(
         std::fs::read(ck.join(&aside[0])).unwrap(),
         bytes,
@@ -193,5 +194,38 @@ fn a_damaged_journal_version_is_set_aside_and_the_file_starts_over() {
     assert!(
         journals(&ck).is_empty(),
         "the finished upload left no journal"
+    );
+}
+
+/// "Also fix": `ossup status` reads journals without writing: a torn tail stays for the
+/// lock holder to cut (status took no lock and truncated it).
+#[test]
+fn status_never_truncates_a_journal() {
+    let tmp = TempDir::new("promise-status-ro");
+    let srv = start_server(&tmp.join("srv"));
+    let file = tmp.join("f.bin");
+    let len = 1536 << 10;
+    write_file(&file, len, 5);
+    let ck = tmp.join("ck");
+    let mut cfg = config(&endpoint(srv.addr()), &ck);
+    cfg.limit_rate = Some(2 << 20);
+    let dest = Destination::parse(&format!("oss://{BUCKET}/status/k")).unwrap();
+    interrupt_upload(&cfg, &file, &dest, len as u64);
+    let j = journals(&ck);
+    assert_eq!(j.len(), 1, "{j:?}");
+    let mut bytes = std::fs::read(&j[0]).unwrap();
+    bytes.extend_from_slice(&[7, 0, 0]); // a torn frame
+    std::fs::write(&j[0], &bytes).unwrap();
+    let st = Ossup::new()
+        .arg("status")
+        .arg("--checkpoint-dir")
+        .arg(&ck)
+        .run();
+    st.expect_code(0);
+    assert!(st.stdout.contains("oss://bkt/status/k"), "{}", st.stdout);
+    assert_eq!(
+        std::fs::read(&j[0]).unwrap(),
+        bytes,
+        "status changed the journal"
     );
 }

@@ -209,6 +209,26 @@ pub struct Journal {
 }
 
 impl Journal {
+    /// Reads the journal at `path` without writing to it (no lock needed, nothing truncated:
+    /// for `ossup status`, which must never change a journal another process may be using).
+    /// `Ok(None)` if there is none. Symbolic links are not followed.
+    pub fn read(path: &Path) -> io::Result<Option<Result<Replay, CheckpointError>>> {
+        let mut file = match fsafe::open_read(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        fsafe::check_state_file(&file, path)?;
+        if file.metadata()?.len() > MAX_JOURNAL_BYTES {
+            return Ok(Some(Err(CheckpointError::NotAJournal)));
+        }
+        let mut bytes = Vec::new();
+        (&mut file)
+            .take(MAX_JOURNAL_BYTES + 1)
+            .read_to_end(&mut bytes)?;
+        Ok(Some(checkpoint::replay(&bytes)))
+    }
+
     /// Opens and replays the journal at `path`; `Ok(None)` if there is none.
     ///
     /// If the replay succeeds but the file has a torn or corrupt tail, the tail is cut off

@@ -10,7 +10,7 @@
 //! (every request that uses it is signed). The endpoint is stored as configured, so it must
 //! not contain user-info (`user:password@`): configuration validation has to reject that.
 //!
-//! # Byte layout (format version 1)
+//! # Byte layout (format version 2; version 1 differs only in the version byte)
 //!
 //! All fixed-width integers are **little-endian**. "CRC-32" is CRC-32/ISO-HDLC (the zlib /
 //! Ethernet CRC: reflected polynomial `0xEDB88320`, init and xorout `0xFFFFFFFF`) as computed
@@ -28,7 +28,7 @@
 //! | offset | size | content |
 //! |---|---|---|
 //! | 0 | 6 | magic [`MAGIC`], ASCII `OSSUPJ` = `4F 53 53 55 50 4A` |
-//! | 6 | 1 | format version, [`VERSION`] = `01` |
+//! | 6 | 1 | format version: [`VERSION`] = `02` written; `01` still read |
 //! | 7 | 4 | `L`, u32: length of the identity payload, `1..=`[`MAX_PAYLOAD_LEN`] |
 //! | 11 | `L` | the identity payload: `postcard(Identity)`, see below |
 //! | 11 + `L` | 4 | u32: CRC-32 of bytes `0 .. 11 + L` (magic, version, `L` and payload) |
@@ -40,7 +40,7 @@
 //! [`CheckpointError::NotAJournal`]); **then the version byte, before anything else**: a
 //! version above [`VERSION`] gives [`CheckpointError::NewerVersion`] however the rest looks (a
 //! newer format may lay out its header differently), and version 0 or a missing byte gives
-//! `NotAJournal`; then `L` in range, all `15 + L` bytes present, the CRC, and a payload that
+//! `NotAJournal` (versions [`OLDEST_VERSION`]`..=`[`VERSION`] are read); then `L` in range, all `15 + L` bytes present, the CRC, and a payload that
 //! decodes to exactly one canonical `Identity` (else `NotAJournal`).
 //!
 //! ## Record frame
@@ -74,7 +74,8 @@
 //! * struct, or struct-like enum variant: the fields in declaration order, nothing between.
 //! * enum: varint variant index (0-based, declaration order), then the variant's fields.
 //!
-//! `Identity` (a struct): `endpoint` String, `bucket` String, `key` String, `scheme` u8,
+//! `Identity` (a struct): `path` String (the file's absolute path as ossup spelled it),
+//! `endpoint` String, `bucket` String, `key` String, `scheme` u8,
 //! `file_len` u64 varint, `mtime_ns` i128 zigzag varint, `inode` u64 varint, `part_size` u64
 //! varint.
 //!
@@ -88,6 +89,7 @@
 //! | `03` | `ClockOffset` | `secs` i64 zigzag varint |
 //! | `04` | `AbortPending` | `upload_id` String |
 //! | `05` | `Aborted` | `upload_id` String |
+//! | `06` | `Initiating` | none (added with version 2; builds that wrote it under version 1 exist, so a v1 reader of this build accepts it too) |
 //!
 //! `Etag` (an enum): `00` `Md5` = 16 raw digest bytes then the `flags` byte (bit 0: the text
 //! was upper-case hex; bit 1: it was in double quotes; other bits must be 0); `01` `Text` =
@@ -128,8 +130,12 @@ use serde::{Deserialize, Serialize};
 
 /// Magic bytes at the start of every journal.
 pub const MAGIC: [u8; 6] = *b"OSSUPJ";
-/// The format version this build writes and reads.
-pub const VERSION: u8 = 1;
+/// The format version this build writes (and the newest it reads). Version 2 added
+/// `Record::Initiating` (index 06).
+pub const VERSION: u8 = 2;
+/// The oldest format version this build still reads (version 1: the same layout without
+/// `Initiating`; journals of builds that wrote `Initiating` under version 1 read the same).
+pub const OLDEST_VERSION: u8 = 1;
 
 /// What a journal is about: the destination and the exact local file and part size. A replay
 /// whose identity differs from the current one must not be resumed.
@@ -446,7 +452,7 @@ fn replay_header(bytes: &[u8]) -> Result<(Identity, usize), CheckpointError> {
     // its header differently.
     match bytes.get(MAGIC.len()) {
         Some(&v) if v > VERSION => return Err(CheckpointError::NewerVersion(v)),
-        Some(&VERSION) => {}
+        Some(&v) if v >= OLDEST_VERSION => {}
         _ => return Err(CheckpointError::NotAJournal),
     }
     let (payload, end) =
@@ -754,7 +760,7 @@ mod tests {
         encode_header(&id, &mut h);
         let payload = postcard::to_allocvec(&id).unwrap();
         assert_eq!(&h[..6], b"OSSUPJ");
-        assert_eq!(h[6], 1);
+        assert_eq!(h[6], 2);
         assert_eq!(&h[7..11], &(payload.len() as u32).to_le_bytes());
         assert_eq!(&h[11..11 + payload.len()], &payload[..]);
         let crc = crc32fast::hash(&h[..11 + payload.len()]);
@@ -857,6 +863,40 @@ mod tests {
                 prop_assert_eq!(got.valid_len, ends[k]);
             }
         }
+    }
+
+    /// "Also fix" of issue 10: `Initiating` came with a format bump; journals of version 1
+    /// (same layout, possibly holding `Initiating` from the build that added it unbumped) are
+    /// still read.
+    #[test]
+    fn version_2_is_written_and_version_1_journals_are_still_read() {
+        let id = identity();
+        let records = vec![
+            Record::Initiating,
+            Record::Started {
+                upload_id: "U".into(),
+            },
+        ];
+        let bytes = encode_journal(&id, &records);
+        assert_eq!(bytes[6], 2, "Initiating exists since format 2");
+        // The same journal as the unbumped build wrote it: version byte 1, header CRC over it.
+        let mut v1 = bytes.clone();
+        v1[6] = 1;
+        let hlen = 15 + u32::from_le_bytes(v1[7..11].try_into().unwrap()) as usize;
+        let crc = crc32fast::hash(&v1[..hlen - 4]);
+        v1[hlen - 4..hlen].copy_from_slice(&crc.to_le_bytes());
+        let r = replay(&v1).expect("a version 1 journal is read");
+        assert_eq!(r.identity, id);
+        assert_eq!(r.records, records);
+    }
+
+    /// The documented identity layout starts with `path`: the doc matches the bytes.
+    #[test]
+    fn identity_payload_begins_with_the_path_as_documented() {
+        let id = identity();
+        let payload = postcard::to_allocvec(&id).unwrap();
+        assert_eq!(payload[0] as usize, id.path.len());
+        assert_eq!(&payload[1..1 + id.path.len()], id.path.as_bytes());
     }
 
     // ---- damage ----

@@ -246,13 +246,14 @@ fn status(dir: &Path) -> ExitCode {
     }
     for p in paths {
         let holder = Lock::is_held(&p);
-        match Journal::open(&p) {
-            Ok(Some((_, Ok(r)))) => {
+        // Read-only: status never truncates a torn tail (the holder of the lock does that).
+        match Journal::read(&p) {
+            Ok(Some(Ok(r))) => {
                 let id = &r.identity;
                 let total = id.file_len.div_ceil(id.part_size.max(1));
                 let mut done = std::collections::BTreeSet::new();
                 let mut upload = None;
-                let mut pending_aborts = 0;
+                let mut pending_aborts: Vec<String> = Vec::new();
                 for rec in &r.records {
                     match rec {
                         Record::Started { upload_id } => {
@@ -262,8 +263,12 @@ fn status(dir: &Path) -> ExitCode {
                         Record::PartDone { n, .. } => {
                             done.insert(*n);
                         }
-                        Record::AbortPending { .. } => pending_aborts += 1,
-                        Record::Aborted { .. } => pending_aborts -= 1,
+                        Record::AbortPending { upload_id }
+                            if !pending_aborts.contains(upload_id) =>
+                        {
+                            pending_aborts.push(upload_id.clone());
+                        }
+                        Record::Aborted { upload_id } => pending_aborts.retain(|u| u != upload_id),
                         _ => {}
                     }
                 }
@@ -281,14 +286,18 @@ fn status(dir: &Path) -> ExitCode {
                     total,
                     state,
                     upload.as_deref().unwrap_or("(not started)"),
-                    if pending_aborts > 0 {
-                        format!("  {pending_aborts} stale upload(s) to abort")
+                    if !pending_aborts.is_empty() {
+                        format!(
+                            "  {} stale upload(s) to abort: {}",
+                            pending_aborts.len(),
+                            pending_aborts.join(" ")
+                        )
                     } else {
                         String::new()
                     }
                 );
             }
-            Ok(Some((_, Err(e)))) => println!("{}: unreadable checkpoint ({e:?})", p.display()),
+            Ok(Some(Err(e))) => println!("{}: unreadable checkpoint ({e:?})", p.display()),
             Ok(None) => {}
             Err(e) => println!("{}: {e}", p.display()),
         }
