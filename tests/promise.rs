@@ -229,3 +229,69 @@ fn status_never_truncates_a_journal() {
         "status changed the journal"
     );
 }
+
+/// Item 7: `ossup abort FILE` through a symlinked directory after FILE was deleted still finds
+/// the journal (one canonical spelling) and aborts the open upload.
+#[test]
+fn abort_through_a_symlinked_dir_after_the_file_was_deleted() {
+    let tmp = TempDir::new("promise-abort-symlink");
+    let srv = start_server(&tmp.join("srv"));
+    let real = tmp.join("real");
+    std::fs::create_dir_all(&real).unwrap();
+    let link = tmp.join("link");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let file = link.join("f.bin");
+    let len = 1536 << 10;
+    write_file(&file, len, 6);
+    let ck = tmp.join("ck");
+    let mut cfg = config(&endpoint(srv.addr()), &ck);
+    cfg.limit_rate = Some(2 << 20);
+    let dest = Destination::parse(&format!("oss://{BUCKET}/abort/k")).unwrap();
+    interrupt_upload(&cfg, &file, &dest, len as u64);
+    assert_eq!(srv.stats().open_uploads, 1);
+    std::fs::remove_file(&file).unwrap();
+    let ids = async_io::block_on(ossup::io::driver::abort(&cfg, &file, &dest)).expect("abort");
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    assert_eq!(srv.stats().open_uploads, 0, "the upload is still open");
+    assert!(journals(&ck).is_empty());
+}
+
+/// Item 7: abort also sweeps the doubt an Initiate with a lost answer left (no record names
+/// that upload).
+#[test]
+fn abort_sweeps_uploads_a_lost_initiate_answer_left() {
+    let tmp = TempDir::new("promise-abort-doubt");
+    let srv = start_server(&tmp.join("srv"));
+    let file = tmp.join("f.bin");
+    write_file(&file, 600 << 10, 7);
+    let ck = tmp.join("ck");
+    let cfg = config(&endpoint(srv.addr()), &ck);
+    let dest = Destination::parse(&format!("oss://{BUCKET}/abort/doubt")).unwrap();
+    // The server holds an upload of the key; the journal only says an Initiate was sent.
+    let jpath =
+        ossup::io::journal::journal_path(&ck, &file, &cfg.endpoint.url(), BUCKET, "abort/doubt");
+    std::fs::create_dir_all(&ck).unwrap();
+    interrupt_upload_key(&cfg, &file, &dest);
+    let j = journals(&ck);
+    assert_eq!(j, vec![jpath.clone()]);
+    // Forget its Started record: keep the header and write only an Initiating record.
+    let (_, replay) = ossup::io::journal::Journal::open(&jpath).unwrap().unwrap();
+    let identity = replay.unwrap().identity;
+    let bytes = ossup::proto::checkpoint::encode_journal(
+        &identity,
+        &[ossup::proto::checkpoint::Record::Initiating],
+    );
+    std::fs::write(&jpath, bytes).unwrap();
+    assert_eq!(srv.stats().open_uploads, 1);
+    let ids = async_io::block_on(ossup::io::driver::abort(&cfg, &file, &dest)).expect("abort");
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    assert_eq!(srv.stats().open_uploads, 0, "the stray is still open");
+}
+
+/// Starts an upload of `file` and drops it right after its upload id is journaled.
+fn interrupt_upload_key(cfg: &Config, file: &std::path::Path, dest: &Destination) {
+    let mut cfg = cfg.clone();
+    cfg.limit_rate = Some(256 << 10);
+    let len = std::fs::metadata(file).unwrap().len();
+    interrupt_upload(&cfg, file, dest, len / 4);
+}

@@ -132,7 +132,7 @@ pub async fn upload(
         path: path.to_path_buf(),
         source: e,
     })?;
-    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let abs = crate::io::journal::canonical_path(path);
     let multipart = source.len() >= cfg.multipart_threshold && !source.is_empty();
     let geometry = Geometry::new(source.len(), cfg.part_size)
         .map_err(|e| Error::Config(crate::config::ConfigError(format!("part geometry: {e:?}"))))?;
@@ -839,7 +839,7 @@ pub async fn abort(cfg: &Config, file: &Path, dest: &Destination) -> Result<Vec<
     use crate::proto::checkpoint::Record;
     cfg.validate()?;
     dest.validate()?;
-    let abs = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
+    let abs = crate::io::journal::canonical_path(file);
     let (jpath, _lock, journal, replay, _, _) = open_checkpoint(cfg, &abs, dest).await?;
     let mut ids: Vec<String> = Vec::new();
     if let Some(r) = &replay {
@@ -884,6 +884,31 @@ pub async fn abort(cfg: &Config, file: &Path, dest: &Destination) -> Result<Vec<
         conn: None,
         buf: vec![0; cfg.buffer_size.max(MIN_BUFFER)],
     };
+    // An Initiate whose answer was lost may have left an upload no record names (the doubt
+    // of `Record::Initiating`): abort also sweeps the key's uploads then (first page; best
+    // effort: a refused or failed listing does not stop the abort of the known ids).
+    let (initiating, started) = replay.as_ref().map_or((0, 0), |r| {
+        r.records.iter().fold((0, 0), |(i, s), rec| match rec {
+            Record::Initiating => (i + 1, s),
+            Record::Started { .. } => (i, s + 1),
+            _ => (i, s),
+        })
+    });
+    if initiating > started {
+        let call = Call::ListUploads {
+            key_marker: String::new(),
+            upload_id_marker: String::new(),
+        };
+        let (j, _, ev) = perform(&shared, job, 1, call, offset).await;
+        job = j;
+        if let Event::UploadsListed { page, .. } = ev {
+            for u in page.uploads {
+                if u.key == dest.key && !ids.contains(&u.upload_id) {
+                    ids.push(u.upload_id);
+                }
+            }
+        }
+    }
     for upload_id in &ids {
         let call = Call::Abort {
             upload_id: upload_id.clone(),

@@ -46,9 +46,7 @@ pub const MAX_JOURNAL_BYTES: u64 = 64 << 20;
 /// The same upload therefore finds the same journal whatever the working directory.
 pub fn journal_path(dir: &Path, file: &Path, endpoint: &str, bucket: &str, key: &str) -> PathBuf {
     use std::os::unix::ffi::OsStrExt;
-    let abs = std::fs::canonicalize(file)
-        .or_else(|_| std::path::absolute(file))
-        .unwrap_or_else(|_| file.to_path_buf());
+    let abs = canonical_path(file);
     let mut h = Sha256::new();
     h.update(abs.as_os_str().as_bytes());
     for part in [endpoint, bucket, key] {
@@ -57,6 +55,22 @@ pub fn journal_path(dir: &Path, file: &Path, endpoint: &str, bucket: &str, key: 
     }
     let digest = h.finalize();
     dir.join(format!("{}.ossup", crate::proto::sign::hex(&digest[..8])))
+}
+
+/// The one spelling of `file` used for journal names and identities: symbolic links in the
+/// path resolved. A file that no longer exists (deleted before `ossup abort`) is spelled as
+/// its canonical directory plus its name, so it still finds the journal its upload made.
+pub fn canonical_path(file: &Path) -> PathBuf {
+    if let Ok(c) = std::fs::canonicalize(file) {
+        return c;
+    }
+    let abs = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
+    match (abs.parent(), abs.file_name()) {
+        (Some(dir), Some(name)) => std::fs::canonicalize(dir)
+            .map(|d| d.join(name))
+            .unwrap_or(abs),
+        _ => abs,
+    }
 }
 
 /// The lock file guarding `journal_path`.
