@@ -78,6 +78,8 @@ pub struct ListedUpload {
     pub key: String,
     /// Upload id.
     pub upload_id: String,
+    /// `Initiated`, in the server's clock (Unix seconds), when present and well-formed.
+    pub initiated: Option<i64>,
 }
 
 /// One ListMultipartUploads page.
@@ -210,6 +212,7 @@ pub fn parse_list_uploads(body: &[u8]) -> Result<UploadsPage, XmlError> {
     let mut uploads = Vec::new();
     let mut key: Option<String> = None;
     let mut upload_id: Option<String> = None;
+    let mut initiated: Option<i64> = None;
     let mut truncated = None;
     let mut next_key_marker = String::new();
     let mut next_upload_id_marker = String::new();
@@ -226,13 +229,21 @@ pub fn parse_list_uploads(body: &[u8]) -> Result<UploadsPage, XmlError> {
             ["ListMultipartUploadsResult", "Upload", "UploadId"] => {
                 upload_id = Some(text.trim().to_owned())
             }
+            ["ListMultipartUploadsResult", "Upload", "Initiated"] => {
+                initiated = crate::proto::time::parse_iso8601(text)
+            }
             ["ListMultipartUploadsResult", "Upload"] => {
                 let key = key.take().ok_or(XmlError::Missing("Key"))?;
                 let upload_id = upload_id
                     .take()
                     .filter(|u| !u.is_empty())
                     .ok_or(XmlError::Missing("UploadId"))?;
-                uploads.push(ListedUpload { key, upload_id });
+                let initiated = initiated.take();
+                uploads.push(ListedUpload {
+                    key,
+                    upload_id,
+                    initiated,
+                });
             }
             _ => {}
         }
@@ -998,11 +1009,13 @@ mod tests {
                 uploads: vec![
                     ListedUpload {
                         key: key.into(),
-                        upload_id: "0004B999EF518A1FE585B0C9360DC4C8".into()
+                        upload_id: "0004B999EF518A1FE585B0C9360DC4C8".into(),
+                        initiated: crate::proto::time::parse_iso8601("2024-01-02T03:04:05Z"),
                     },
                     ListedUpload {
                         key: key.into(),
-                        upload_id: "0004B99B8E707874FC2D692FA5D77D3F".into()
+                        upload_id: "0004B99B8E707874FC2D692FA5D77D3F".into(),
+                        initiated: Some(1_704_168_306),
                     },
                 ],
                 truncated: true,
@@ -1017,6 +1030,7 @@ mod tests {
                 uploads: vec![ListedUpload {
                     key: " lead space <key>".into(),
                     upload_id: "VXBsb2FkIElEIGZvciBlbHZpbmcncyBteS1tb3ZpZS5tMnRzIHVwbG9hZA".into(),
+                    initiated: Some(1_704_164_645),
                 }],
                 truncated: false,
                 next_key_marker: String::new(),

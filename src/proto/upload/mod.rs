@@ -44,6 +44,7 @@
 //! ```
 
 pub mod reconcile;
+pub mod sweep;
 #[cfg(test)]
 mod tests;
 
@@ -442,7 +443,28 @@ pub struct Upload {
     probed: Option<HeadInfo>,
     /// A DigestFile action is due.
     digest_file: bool,
+    /// The latest `now_ms` the machine was given (for records made in `on_persisted`).
+    last_now_ms: u64,
+    /// When this run's first Initiating (of the current doubt) was made durable.
+    initiating_since_ms: Option<u64>,
+    /// The doubt comes from an earlier run: any earlier upload of the key can be ours.
+    window_unbounded: bool,
+    /// How far back from our own upload a stray of ours can be (set when Initiate succeeds).
+    window: sweep::Window,
+    /// Uploads of our key listed by the sweep, judged once the sweep has seen every page.
+    sweep_candidates: Vec<crate::proto::xml::ListedUpload>,
+    /// Our own upload's `Initiated` (server clock), from the sweep's listing.
+    sweep_anchor: Option<i64>,
+    /// Since when our uploads keep disappearing (NoSuchUpload: another writer aborting them).
+    gone_since: Option<u64>,
+    /// How many times in a row.
+    gone: u32,
+    /// Initiate is not sent before this (backoff after a disappeared upload).
+    initiate_at_ms: u64,
 }
+
+/// Most sweep candidates kept (uploads of exactly our key); more are not judged this sweep.
+const MAX_SWEEP_CANDIDATES: usize = 1000;
 
 impl Upload {
     /// A machine for `p`, resuming from `replay` when it is the journal of this same upload.
@@ -484,6 +506,15 @@ impl Upload {
             sweeping: false,
             sweep_pages: 0,
             deferred: None,
+            last_now_ms: 0,
+            initiating_since_ms: None,
+            window_unbounded: false,
+            window: sweep::Window::Unbounded,
+            sweep_candidates: Vec::new(),
+            sweep_anchor: None,
+            gone_since: None,
+            gone: 0,
+            initiate_at_ms: 0,
             p,
         };
         let same = replay.as_ref().is_some_and(|r| r.identity == up.p.identity);
@@ -523,6 +554,7 @@ impl Upload {
             // Every Initiate is preceded by an Initiating record; one more than the uploads
             // we know of means an upload may exist that only the server knows.
             up.sweep_needed = initiating > started || up.p.sweep_strays;
+            up.window_unbounded = up.sweep_needed;
             if let Some(id) = old_upload {
                 up.upload_id = Some(id);
                 up.start_listing();
@@ -549,6 +581,7 @@ impl Upload {
             up.journal_parts.clear();
             up.completing_recorded = false;
             up.sweep_needed = up.p.sweep_strays && up.p.multipart;
+            up.window_unbounded = up.sweep_needed;
             if up.p.check_existing && !had_replay {
                 // Another process held this upload a moment ago and left no journal: it has
                 // probably finished. Look before sending anything.
@@ -642,6 +675,9 @@ impl Upload {
         self.cursor = 1;
         self.journal_parts.clear();
         self.completing_recorded = false;
+        if !(self.sweep_needed || self.sweeping) {
+            self.initiating_since_ms = None;
+        }
         let mut records = Vec::new();
         if self.clock_offset != 0 {
             records.push(Record::ClockOffset {
@@ -684,6 +720,7 @@ impl Upload {
             self.schedule(Call::Abort { upload_id: id }, 0);
         } else {
             self.phase = Phase::Initiating;
+            self.initiating_since_ms.get_or_insert(self.last_now_ms);
             self.persist_queue
                 .push_back((Record::Initiating, AfterPersist::Initiate));
         }
@@ -693,6 +730,8 @@ impl Upload {
         self.sweep_needed = false;
         self.sweeping = true;
         self.sweep_pages = 0;
+        self.sweep_candidates.clear();
+        self.sweep_anchor = None;
         let call = Call::ListUploads {
             key_marker: String::new(),
             upload_id_marker: String::new(),
@@ -782,6 +821,7 @@ impl Upload {
     /// The next thing to do at monotonic time `now_ms`. Call it until it returns `Sleep`,
     /// `Wait` or `Done`; perform each action and report its event with [`Upload::handle`].
     pub fn poll_action(&mut self, now_ms: u64) -> Action {
+        self.last_now_ms = self.last_now_ms.max(now_ms);
         if let Some(o) = &self.outcome {
             return Action::Done(o.clone());
         }
@@ -905,6 +945,7 @@ impl Upload {
 
     /// Reports what happened, at monotonic time `now_ms`.
     pub fn handle(&mut self, event: Event, now_ms: u64) {
+        self.last_now_ms = self.last_now_ms.max(now_ms);
         if self.outcome.is_some() {
             return;
         }
@@ -973,7 +1014,7 @@ impl Upload {
         match after {
             AfterPersist::Nothing => {}
             AfterPersist::JournalReset => self.after_aborts(),
-            AfterPersist::Initiate => self.schedule(Call::Initiate, 0),
+            AfterPersist::Initiate => self.schedule(Call::Initiate, self.initiate_at_ms),
             AfterPersist::Started => {
                 self.phase = Phase::Uploading;
                 self.cursor = 1;
@@ -1039,6 +1080,12 @@ impl Upload {
     fn on_success(&mut self, pending: Pending, ev: Event, now_ms: u64) {
         match (pending.call, ev) {
             (Call::Initiate, Event::Initiated { upload_id, .. }) => {
+                self.window = if self.window_unbounded {
+                    sweep::Window::Unbounded
+                } else {
+                    let since = self.initiating_since_ms.unwrap_or(now_ms);
+                    sweep::Window::Secs(now_ms.saturating_sub(since).div_ceil(1000))
+                };
                 self.upload_id = Some(upload_id.clone());
                 self.persist_queue
                     .push_back((Record::Started { upload_id }, AfterPersist::Started));
@@ -1048,21 +1095,15 @@ impl Upload {
                 self.sweep_pages += 1;
                 let ours = self.upload_id.clone();
                 for u in page.uploads {
-                    let stray = u.key == self.p.identity.key
-                        && Some(&u.upload_id) != ours.as_ref()
-                        && !self.pending_aborts.contains(&u.upload_id);
-                    if stray {
-                        let rec = Record::AbortPending {
-                            upload_id: u.upload_id.clone(),
-                        };
-                        self.persist_queue.push_back((rec, AfterPersist::Nothing));
-                        self.pending_aborts.push(u.upload_id.clone());
-                        self.schedule(
-                            Call::Abort {
-                                upload_id: u.upload_id,
-                            },
-                            now_ms,
-                        );
+                    if u.key != self.p.identity.key {
+                        continue;
+                    }
+                    if Some(&u.upload_id) == ours.as_ref() {
+                        self.sweep_anchor = u.initiated;
+                    } else if !self.pending_aborts.contains(&u.upload_id)
+                        && self.sweep_candidates.len() < MAX_SWEEP_CANDIDATES
+                    {
+                        self.sweep_candidates.push(u);
                     }
                 }
                 let more = page.truncated
@@ -1075,6 +1116,7 @@ impl Upload {
                     self.schedule(call, now_ms);
                 } else {
                     self.sweeping = false;
+                    self.judge_sweep(now_ms);
                     self.maybe_release();
                 }
             }
@@ -1138,6 +1180,8 @@ impl Upload {
                         self.finish(Err(GiveUp::DataMismatch { local, server }))
                     }
                     _ => {
+                        self.gone_since = None;
+                        self.gone = 0;
                         let u = self.uploaded(etag, local);
                         self.succeed(u);
                     }
@@ -1348,9 +1392,30 @@ impl Upload {
                     self.schedule(Call::HeadObject, now_ms);
                 }
                 _ => {
-                    // The journal and the server disagree about the upload: whatever else the
-                    // server holds for this key may be ours too, so sweep once restarted.
+                    // Our upload vanished: another writer of the key (another gateway, tool or
+                    // checkpoint dir) may be aborting it. Back off before the next Initiate,
+                    // and count the streak against the retry budget: every successful
+                    // Initiate must not reset the clock, or two writers loop for ever.
+                    let since = *self.gone_since.get_or_insert(now_ms);
+                    self.gone += 1;
+                    if let Some(budget) = self.p.retry_for_ms {
+                        if now_ms.saturating_sub(since) >= budget {
+                            self.finish(Err(GiveUp::RetryBudget {
+                                op,
+                                failure,
+                                attempts: self.gone,
+                            }));
+                            return;
+                        }
+                    }
+                    let jitter = self.next_jitter();
+                    let delay = self.p.backoff.delay_ms(self.gone, jitter);
+                    self.initiate_at_ms = now_ms.saturating_add(delay);
+                    // The journal and the server disagree about the upload: what else the
+                    // server holds for this key may be ours (judged by the new window).
                     self.sweep_needed = true;
+                    self.initiating_since_ms = None;
+                    self.window_unbounded = false;
                     self.fresh_journal();
                 }
             },
@@ -1389,6 +1454,29 @@ impl Upload {
                 }
                 _ => self.finish(Err(GiveUp::Fatal { op, failure })),
             },
+        }
+    }
+
+    /// Aborts the swept uploads that can be ours (see [`sweep::can_be_ours`]).
+    fn judge_sweep(&mut self, now_ms: u64) {
+        let anchor = self.sweep_anchor;
+        for u in std::mem::take(&mut self.sweep_candidates) {
+            if !sweep::can_be_ours(u.initiated, anchor, self.window)
+                || self.pending_aborts.contains(&u.upload_id)
+            {
+                continue;
+            }
+            let rec = Record::AbortPending {
+                upload_id: u.upload_id.clone(),
+            };
+            self.persist_queue.push_back((rec, AfterPersist::Nothing));
+            self.pending_aborts.push(u.upload_id.clone());
+            self.schedule(
+                Call::Abort {
+                    upload_id: u.upload_id,
+                },
+                now_ms,
+            );
         }
     }
 

@@ -538,16 +538,21 @@ fn no_such_upload_without_completing_starts_fresh() {
     up.handle(Event::Persisted, 0);
     assert_eq!(up.poll_action(0), Action::Persist(Record::Initiating));
     up.handle(Event::Persisted, 0);
-    let (id, call) = expect_call(up.poll_action(0));
+    // The new Initiate waits for a backoff (issue 10 item 6: another writer may abort ours).
+    let Action::Sleep { until_ms } = up.poll_action(0) else {
+        panic!("no backoff before the new Initiate")
+    };
+    assert!(until_ms > 0);
+    let (id, call) = expect_call(up.poll_action(until_ms));
     assert_eq!(call, Call::Initiate);
     up.handle(
         Event::Initiated {
             id,
             upload_id: "V".into(),
         },
-        0,
+        until_ms,
     );
-    let (_, call) = expect_call(next_call(&mut up, 0, &mut log));
+    let (_, call) = expect_call(next_call(&mut up, until_ms, &mut log));
     assert!(matches!(call, Call::ListUploads { .. }), "{call:?}");
 }
 
@@ -1253,6 +1258,7 @@ fn answer(
                     .map(|u| crate::proto::xml::ListedUpload {
                         key: "k".into(),
                         upload_id: u.clone(),
+                        initiated: None,
                     })
                     .collect(),
                 truncated: false,
@@ -1468,6 +1474,7 @@ fn a_lost_initiate_answer_leads_to_a_sweep_and_the_stray_is_aborted_before_succe
     let listed = |key: &str, upload_id: &str| ListedUpload {
         key: key.into(),
         upload_id: upload_id.into(),
+        initiated: None,
     };
     let mut now = until_ms;
     let mut seen = Vec::new();
@@ -1557,6 +1564,7 @@ fn success_waits_for_the_strays_abort() {
         uploads: vec![ListedUpload {
             key: "k".into(),
             upload_id: "S".into(),
+            initiated: None,
         }],
         truncated: false,
         next_key_marker: String::new(),
@@ -1780,4 +1788,168 @@ fn lost_initiates_then_giving_up_keeps_the_doubt_for_a_later_sweep() {
     up.handle(failed(id, 403, "AccessDenied"), 0);
     assert!(matches!(up.poll_action(0), Action::Done(Err(_))));
     assert!(!up.journal_worth_keeping());
+}
+
+/// Issue 10 item 6: the sweep after a lost Initiate answer aborts our stray but not another
+/// writer's upload of the same key, judged by the server's `Initiated` times.
+#[test]
+fn sweep_spares_another_writers_upload_of_the_same_key() {
+    let p = params(300, 100, 1);
+    let mut up = Upload::new(p, None);
+    let mut log = Vec::new();
+    let (id, call) = expect_call(next_call(&mut up, 0, &mut log));
+    assert_eq!(call, Call::Initiate);
+    up.handle(
+        Event::Failed {
+            id,
+            failure: Failure::TimedOut,
+            server_time: None,
+            local_time: SERVER_NOW,
+        },
+        0,
+    );
+    let mut now = 0;
+    let id = loop {
+        match next_call(&mut up, now, &mut log) {
+            Action::Sleep { until_ms } => now = until_ms,
+            Action::Call {
+                id,
+                call: Call::Initiate,
+            } => break id,
+            other => panic!("{other:?}"),
+        }
+    };
+    up.handle(
+        Event::Initiated {
+            id,
+            upload_id: "OURS".into(),
+        },
+        now,
+    );
+    let mut sweep = None;
+    for _ in 0..10 {
+        if let (id, Call::ListUploads { .. }) = expect_call(next_call(&mut up, now, &mut log)) {
+            sweep = Some(id);
+            break;
+        }
+    }
+    let t = SERVER_NOW;
+    let u = |id: &str, at: i64| crate::proto::xml::ListedUpload {
+        key: "k".into(),
+        upload_id: id.into(),
+        initiated: Some(at),
+    };
+    let page = crate::proto::xml::UploadsPage {
+        uploads: vec![
+            u("OTHER-BEFORE", t - 3600),
+            u("LOST", t - 1),
+            u("OURS", t),
+            u("OTHER-AFTER", t + 60),
+        ],
+        truncated: false,
+        next_key_marker: String::new(),
+        next_upload_id_marker: String::new(),
+    };
+    up.handle(
+        Event::UploadsListed {
+            id: sweep.expect("a sweep"),
+            page,
+        },
+        now,
+    );
+    let mut aborted = Vec::new();
+    for _ in 0..20 {
+        match next_call(&mut up, now, &mut log) {
+            Action::Call {
+                call: Call::Abort { upload_id },
+                ..
+            } => aborted.push(upload_id),
+            Action::Call { .. } | Action::Wait => {}
+            Action::Sleep { .. } => break,
+            other => panic!("{other:?}"),
+        }
+        if up.in_flight() >= 1 && !aborted.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(
+        aborted,
+        vec!["LOST".to_string()],
+        "only our stray is aborted"
+    );
+    assert!(log.contains(&Record::AbortPending {
+        upload_id: "LOST".into()
+    }));
+    assert!(!log.iter().any(
+        |r| matches!(r, Record::AbortPending { upload_id } if upload_id.starts_with("OTHER"))
+    ));
+}
+
+/// Issue 10 item 6: another writer keeps aborting our upload (every UploadPart answers
+/// NoSuchUpload). Initiates back off and the streak counts against the retry budget even
+/// though every Initiate succeeds (it used to reset the clock: thousands of Initiates).
+#[test]
+fn vanishing_uploads_back_off_and_count_against_the_retry_budget() {
+    let mut p = params(300, 100, 1);
+    p.retry_for_ms = Some(60_000);
+    let mut up = Upload::new(p, None);
+    let mut log = Vec::new();
+    let mut now = 0u64;
+    let mut initiates = Vec::new();
+    let mut n = 0;
+    let outcome = loop {
+        n += 1;
+        assert!(n < 10_000, "no end");
+        match next_call(&mut up, now, &mut log) {
+            Action::Call {
+                id,
+                call: Call::Initiate,
+            } => {
+                initiates.push(now);
+                up.handle(
+                    Event::Initiated {
+                        id,
+                        upload_id: format!("U{n}"),
+                    },
+                    now,
+                );
+            }
+            Action::Call {
+                id,
+                call: Call::UploadPart { .. },
+            } => up.handle(failed(id, 404, "NoSuchUpload"), now),
+            Action::Call {
+                id,
+                call: Call::ListUploads { .. },
+            } => up.handle(
+                Event::UploadsListed {
+                    id,
+                    page: crate::proto::xml::UploadsPage {
+                        uploads: vec![],
+                        truncated: false,
+                        next_key_marker: String::new(),
+                        next_upload_id_marker: String::new(),
+                    },
+                },
+                now,
+            ),
+            Action::Call { id, call } => panic!("unexpected {call:?} ({id})"),
+            Action::Sleep { until_ms } => now = until_ms,
+            Action::Wait => panic!("waits with nothing outstanding"),
+            Action::Done(r) => break r,
+            other => panic!("{other:?}"),
+        }
+    };
+    assert!(
+        matches!(outcome, Err(GiveUp::RetryBudget { .. })),
+        "{outcome:?}"
+    );
+    assert!((60_000..62_000).contains(&now), "gave up at {now} ms");
+    assert!(
+        initiates.len() < 200,
+        "{} Initiates in 60 s: no backoff",
+        initiates.len()
+    );
+    let gaps: Vec<u64> = initiates.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(gaps.iter().skip(5).all(|g| *g >= 100), "{gaps:?}");
 }
