@@ -295,3 +295,59 @@ fn interrupt_upload_key(cfg: &Config, file: &std::path::Path, dest: &Destination
     let len = std::fs::metadata(file).unwrap().len();
     interrupt_upload(&cfg, file, dest, len / 4);
 }
+
+/// Item 5: the per-destination pending-abort record outlives the upload that made it: `ossup
+/// status` lists its upload ids, and the next upload of the destination aborts them (and
+/// removes the record once none is left).
+#[test]
+fn pending_aborts_outlive_the_upload_are_listed_and_retried() {
+    let tmp = TempDir::new("promise-pending-aborts");
+    let srv = start_server(&tmp.join("srv"));
+    let file = tmp.join("f.bin");
+    let len = 1536 << 10;
+    write_file(&file, len, 8);
+    let ck = tmp.join("ck");
+    let mut cfg = config(&endpoint(srv.addr()), &ck);
+    cfg.limit_rate = Some(2 << 20);
+    let dest = Destination::parse(&format!("oss://{BUCKET}/aborts/k")).unwrap();
+    interrupt_upload(&cfg, &file, &dest, len as u64);
+    assert_eq!(srv.stats().open_uploads, 1);
+    // Its journal is gone (another file's success would delete it); only the record is left.
+    let j = journals(&ck);
+    let (_, replay) = ossup::io::journal::Journal::open(&j[0]).unwrap().unwrap();
+    let id = replay
+        .unwrap()
+        .records
+        .iter()
+        .find_map(|r| match r {
+            ossup::proto::checkpoint::Record::Started { upload_id } => Some(upload_id.clone()),
+            _ => None,
+        })
+        .unwrap();
+    std::fs::remove_file(&j[0]).unwrap();
+    let apath = ossup::io::journal::aborts_path(&ck, &cfg.endpoint.url(), BUCKET, "aborts/k");
+    ossup::io::journal::write_aborts(&apath, "oss://bkt/aborts/k", std::slice::from_ref(&id))
+        .unwrap();
+    let st = Ossup::new()
+        .arg("status")
+        .arg("--checkpoint-dir")
+        .arg(&ck)
+        .run();
+    st.expect_code(0);
+    assert!(
+        st.stdout.contains(&id) && st.stdout.contains("oss://bkt/aborts/k"),
+        "status does not list the pending abort:\n{}",
+        st.stdout
+    );
+    // The next upload of the destination (another file) aborts it.
+    let other = tmp.join("g.bin");
+    write_file(&other, 300 << 10, 9);
+    cfg.limit_rate = None;
+    ossup::upload_file_blocking(&cfg, &other, &dest, &mut |_, _| {}).expect("upload");
+    assert_eq!(
+        srv.stats().open_uploads,
+        0,
+        "the carried abort was not retried"
+    );
+    assert!(!apath.exists(), "the record stays although nothing is left");
+}

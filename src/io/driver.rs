@@ -154,6 +154,16 @@ pub async fn upload(
     let (jpath, _lock, mut journal, replay, waited, corrupt_set_aside) =
         open_checkpoint(cfg, &abs, dest).await?;
     let tls = tls_for(cfg)?;
+    // Aborts that earlier runs of this destination could not do (refused): retried here.
+    let apath = crate::io::journal::aborts_path(
+        &cfg.checkpoint_dir,
+        &cfg.endpoint.url(),
+        &dest.bucket,
+        &dest.key,
+    );
+    let carried = crate::io::journal::read_aborts(&apath)
+        .map(|(_, ids)| ids)
+        .unwrap_or_default();
     let params = Params {
         identity: identity.clone(),
         geometry,
@@ -167,6 +177,7 @@ pub async fn upload(
         seed: (unix_now() as u64) ^ ((std::process::id() as u64) << 32),
         check_existing: waited,
         sweep_strays: corrupt_set_aside,
+        carried_aborts: carried.clone(),
     };
     let mut up = Upload::new(params, replay);
     if up.clock_offset() != 0 {
@@ -304,6 +315,30 @@ pub async fn upload(
         }
     };
     drop(running);
+    // The per-destination pending-abort record: what this run could not abort, plus what
+    // another upload of the destination added meanwhile. Best effort: a failure to write it
+    // is logged, the upload's own outcome stands.
+    let unfinished = up.unfinished_aborts();
+    if !unfinished.is_empty() || !carried.is_empty() {
+        let (_, now) = crate::io::journal::read_aborts(&apath).unwrap_or_default();
+        let mut ids = unfinished.clone();
+        for id in now {
+            if !carried.contains(&id) && !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+        let label = format!("oss://{}/{}", dest.bucket, dest.key);
+        if let Err(e) = crate::io::journal::write_aborts(&apath, &label, &ids) {
+            log::warn!("cannot update {}: {e}", apath.display());
+        } else if !unfinished.is_empty() {
+            log::warn!(
+                "{} upload(s) of {} could not be aborted (kept in {}; retried by later runs; listed by ossup status)",
+                unfinished.len(),
+                label.escape_debug(),
+                apath.display()
+            );
+        }
+    }
     match outcome {
         Ok(u) => {
             if let Some(j) = journal {

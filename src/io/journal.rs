@@ -57,6 +57,80 @@ pub fn journal_path(dir: &Path, file: &Path, endpoint: &str, bucket: &str, key: 
     dir.join(format!("{}.ossup", crate::proto::sign::hex(&digest[..8])))
 }
 
+/// The per-destination pending-abort record: upload ids of `endpoint`/`bucket`/`key` whose
+/// abort the server refused (e.g. a key without `AbortMultipartUpload`). It outlives the
+/// journal of the upload that made it; every later upload of the destination retries them,
+/// and `ossup status` lists them. File `<16 hex>.aborts`: a first line `# oss://BUCKET/KEY`
+/// (the key escaped), then one upload id per line.
+pub fn aborts_path(dir: &Path, endpoint: &str, bucket: &str, key: &str) -> PathBuf {
+    let mut h = Sha256::new();
+    h.update(b"aborts");
+    for part in [endpoint, bucket, key] {
+        h.update([0u8]);
+        h.update(part.as_bytes());
+    }
+    let digest = h.finalize();
+    dir.join(format!("{}.aborts", crate::proto::sign::hex(&digest[..8])))
+}
+
+/// Most ids kept in one pending-abort record, and the longest id line read.
+const MAX_ABORT_IDS: usize = 256;
+const MAX_ABORT_ID_LEN: usize = 1024;
+
+/// Reads a pending-abort record: its destination line and ids (none if there is no file).
+/// Bounded (256 ids of at most 1 KiB, printable ASCII); symbolic links are not followed.
+pub fn read_aborts(path: &Path) -> io::Result<(String, Vec<String>)> {
+    let file = match fsafe::open_read(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((String::new(), Vec::new())),
+        Err(e) => return Err(e),
+    };
+    fsafe::check_state_file(&file, path)?;
+    let mut bytes = Vec::new();
+    file.take((MAX_ABORT_IDS * (MAX_ABORT_ID_LEN + 1) + 4096) as u64)
+        .read_to_end(&mut bytes)?;
+    let text = String::from_utf8_lossy(&bytes);
+    let mut dest = String::new();
+    let mut ids = Vec::new();
+    for line in text.lines() {
+        if let Some(d) = line.strip_prefix("# ") {
+            dest = d.chars().take(2048).collect();
+        } else if !line.is_empty()
+            && line.len() <= MAX_ABORT_ID_LEN
+            && line.bytes().all(|b| b.is_ascii_graphic())
+            && !ids.iter().any(|i: &String| i == line)
+            && ids.len() < MAX_ABORT_IDS
+        {
+            ids.push(line.to_string());
+        }
+    }
+    Ok((dest, ids))
+}
+
+/// Replaces the pending-abort record with `ids` for destination `dest` (temp file, fsync,
+/// rename, fsync of the directory); removes it when `ids` is empty.
+pub fn write_aborts(path: &Path, dest: &str, ids: &[String]) -> io::Result<()> {
+    use std::io::Write;
+    if ids.is_empty() {
+        return match std::fs::remove_file(path) {
+            Ok(()) => fsafe::sync_parent(path),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        };
+    }
+    let tmp = path.with_extension("aborts.tmp");
+    let mut f = fsafe::create_replacing(&tmp, 0o600)?;
+    let mut text = format!("# {}\n", dest.escape_debug());
+    for id in ids.iter().take(MAX_ABORT_IDS) {
+        text.push_str(id);
+        text.push('\n');
+    }
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    fsafe::sync_parent(path)
+}
+
 /// The one spelling of `file` used for journal names and identities: symbolic links in the
 /// path resolved. A file that no longer exists (deleted before `ossup abort`) is spelled as
 /// its canonical directory plus its name, so it still finds the journal its upload made.

@@ -302,6 +302,26 @@ fn status(dir: &Path) -> ExitCode {
             Err(e) => println!("{}: {e}", p.display()),
         }
     }
+    // Per-destination pending aborts: uploads the server refused to abort (issue 10 item 5).
+    let mut records: Vec<_> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "aborts"))
+                .collect()
+        })
+        .unwrap_or_default();
+    records.sort();
+    for p in records {
+        match ossup::io::journal::read_aborts(&p) {
+            Ok((dest, ids)) if !ids.is_empty() => println!(
+                "{dest}  {} upload(s) still to abort (refused earlier; retried by the next upload): {}",
+                ids.len(),
+                ids.join(" ")
+            ),
+            Ok(_) => {}
+            Err(e) => println!("{}: {e}", p.display()),
+        }
+    }
     // Files compressed for upload (`--compress`) and not yet verified on the server.
     let staging = dir.join(ossup::io::compress::STAGING_DIR);
     match ossup::io::compress::list(&staging) {

@@ -93,6 +93,9 @@ pub struct Params {
     /// Sweep ListMultipartUploads for strays of this key once the upload has started (set when
     /// the journal lost records, to damage or a torn tail: they may have named an upload).
     pub sweep_strays: bool,
+    /// Uploads of this destination that earlier runs could not abort (the per-destination
+    /// pending-abort record): aborted again alongside this upload.
+    pub carried_aborts: Vec<String>,
 }
 
 impl Params {
@@ -122,6 +125,7 @@ impl Params {
             seed: 1,
             check_existing: false,
             sweep_strays: false,
+            carried_aborts: Vec::new(),
         }
     }
 }
@@ -461,6 +465,9 @@ pub struct Upload {
     gone: u32,
     /// Initiate is not sent before this (backoff after a disappeared upload).
     initiate_at_ms: u64,
+    /// Aborts the server refused (e.g. no `AbortMultipartUpload` permission): they outlive
+    /// this upload in the per-destination pending-abort record.
+    refused_aborts: Vec<String>,
 }
 
 /// Most sweep candidates kept (uploads of exactly our key); more are not judged this sweep.
@@ -515,6 +522,7 @@ impl Upload {
             gone_since: None,
             gone: 0,
             initiate_at_ms: 0,
+            refused_aborts: Vec::new(),
             p,
         };
         let same = replay.as_ref().is_some_and(|r| r.identity == up.p.identity);
@@ -549,6 +557,12 @@ impl Upload {
                 }
             }
             up.pending_aborts.retain(|id| !aborted.contains(id));
+        }
+        for id in up.p.carried_aborts.clone() {
+            if !up.pending_aborts.contains(&id) && !old_upload.as_ref().is_some_and(|o| *o == id) {
+                // Aborted with the journal's own pending aborts, on every path below.
+                up.pending_aborts.push(id);
+            }
         }
         if same && up.p.multipart {
             // Every Initiate is preceded by an Initiating record; one more than the uploads
@@ -640,6 +654,18 @@ impl Upload {
     /// True while some abandoned upload still has to be aborted.
     pub fn has_pending_aborts(&self) -> bool {
         !self.pending_aborts.is_empty()
+    }
+
+    /// Upload ids of this destination that still need an abort when the run ends: refused
+    /// ones (kept for later runs in the per-destination record) and ones not yet tried.
+    pub fn unfinished_aborts(&self) -> Vec<String> {
+        let mut v = self.refused_aborts.clone();
+        for id in &self.pending_aborts {
+            if !v.contains(id) {
+                v.push(id.clone());
+            }
+        }
+        v
     }
 
     /// True if the journal holds something a later run needs, whatever ended this one: an
@@ -1440,8 +1466,12 @@ impl Upload {
             Verdict::Fatal => match pending.call {
                 Call::Abort { upload_id } => {
                     // An abort we cannot do (e.g. no permission) must not block the upload;
-                    // its AbortPending record stays, so a later run tries again.
+                    // its AbortPending record stays, and the shell keeps it in the
+                    // per-destination record (which outlives this upload's journal).
                     self.pending_aborts.retain(|id| *id != upload_id);
+                    if !self.refused_aborts.contains(&upload_id) {
+                        self.refused_aborts.push(upload_id);
+                    }
                     if self.phase == Phase::Aborting {
                         self.after_aborts();
                     }

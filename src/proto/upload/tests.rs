@@ -1953,3 +1953,82 @@ fn vanishing_uploads_back_off_and_count_against_the_retry_budget() {
     let gaps: Vec<u64> = initiates.windows(2).map(|w| w[1] - w[0]).collect();
     assert!(gaps.iter().skip(5).all(|g| *g >= 100), "{gaps:?}");
 }
+
+/// Issue 10 item 5: an abort the server refuses (AccessDenied) does not block the upload, and
+/// it is reported for the per-destination record that outlives the journal; ids carried in
+/// from that record are aborted again by a later run.
+#[test]
+fn refused_aborts_outlive_the_upload_and_carried_ones_are_retried() {
+    // A journal of another identity names upload OLD: it must be aborted, and is refused.
+    let p = params(300, 100, 1);
+    let mut other = p.clone();
+    other.identity.file_len = 999;
+    let records = vec![Record::Started {
+        upload_id: "OLD".into(),
+    }];
+    let mut p2 = p.clone();
+    p2.carried_aborts = vec!["CARRIED".into()];
+    let mut up = Upload::new(p2, Some(replay_of(&other, &records)));
+    let mut log = Vec::new();
+    let mut aborts = Vec::new();
+    for _ in 0..50 {
+        match next_call(&mut up, 0, &mut log) {
+            Action::Call {
+                id,
+                call: Call::Abort { upload_id },
+            } => {
+                aborts.push(upload_id.clone());
+                if upload_id == "OLD" {
+                    up.handle(failed(id, 403, "AccessDenied"), 0);
+                } else {
+                    up.handle(Event::Aborted { id }, 0);
+                }
+            }
+            Action::Call {
+                id,
+                call: Call::Initiate,
+            } => up.handle(
+                Event::Initiated {
+                    id,
+                    upload_id: "NEW".into(),
+                },
+                0,
+            ),
+            Action::Call {
+                id,
+                call: Call::UploadPart { n, .. },
+            } => up.handle(
+                Event::PartSent {
+                    id,
+                    etag: format!("\"E{n}\""),
+                    local_crc: n as u64,
+                    server_crc: None,
+                },
+                0,
+            ),
+            Action::Call {
+                id,
+                call: Call::Complete { .. },
+            } => up.handle(
+                Event::Completed {
+                    id,
+                    etag: "\"M\"".into(),
+                    server_crc: None,
+                },
+                0,
+            ),
+            Action::Done(r) => {
+                assert!(r.is_ok(), "{r:?}");
+                break;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    aborts.sort();
+    assert_eq!(aborts, vec!["CARRIED".to_string(), "OLD".to_string()]);
+    assert_eq!(
+        up.unfinished_aborts(),
+        vec!["OLD".to_string()],
+        "the refused abort outlives the upload; the carried one is done"
+    );
+}
