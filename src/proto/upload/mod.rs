@@ -559,7 +559,7 @@ impl Upload {
             up.pending_aborts.retain(|id| !aborted.contains(id));
         }
         for id in up.p.carried_aborts.clone() {
-            if !up.pending_aborts.contains(&id) && !old_upload.as_ref().is_some_and(|o| *o == id) {
+            if !up.pending_aborts.contains(&id) && old_upload.as_ref().is_none_or(|o| *o != id) {
                 // Aborted with the journal's own pending aborts, on every path below.
                 up.pending_aborts.push(id);
             }
