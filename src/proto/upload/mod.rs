@@ -984,12 +984,19 @@ impl Upload {
                 if h.crc64 == Some(crc64) {
                     let etag = h.etag.unwrap_or_default();
                     let parts = self.p.geometry.count();
-                    self.finish(Ok(Uploaded {
+                    let u = Uploaded {
                         etag,
                         crc64,
                         parts,
                         parts_resumed: parts,
-                    }));
+                    };
+                    if self.phase == Phase::Checking {
+                        // As before the local check: abandoned uploads and the sweep (both
+                        // already scheduled on this path) come first.
+                        self.succeed(u);
+                    } else {
+                        self.finish(Ok(u));
+                    }
                 } else {
                     self.begin();
                 }
@@ -1225,6 +1232,17 @@ impl Upload {
             }
             (Call::HeadObject, Event::Head { found, .. }) => {
                 let local = self.combined_crc();
+                if let Some(h) = found
+                    .as_ref()
+                    .filter(|h| h.len == self.p.geometry.file_len && h.crc64 == Some(local))
+                {
+                    // The object is what the journal's parts make up; the file may have
+                    // changed since under the same metadata: prove it with the local bytes
+                    // (a mismatch starts a fresh upload of the file as it is now).
+                    self.probed = Some(h.clone());
+                    self.digest_file = true;
+                    return;
+                }
                 let ok = found.as_ref().is_some_and(|h| {
                     h.len == self.p.geometry.file_len
                         && (h.crc64 == Some(local)

@@ -509,7 +509,39 @@ fn no_such_upload_with_completing_checks_the_object() {
         },
         0,
     );
+    // The object matches the journal; the local bytes must match too (issue 10 item 2).
+    assert_eq!(up.poll_action(0), Action::DigestFile);
+    up.handle(
+        Event::FileDigest {
+            crc64: crc64::update(0, &file),
+        },
+        0,
+    );
     assert!(matches!(up.poll_action(0), Action::Done(Ok(_))));
+
+    // The same, but the file changed under the same metadata since: a fresh upload.
+    let mut up = Upload::new(p.clone(), Some(replay_of(&p, &records)));
+    let (id, _) = expect_call(next_call(&mut up, 0, &mut log));
+    up.handle(failed(id, 404, "NoSuchUpload"), 0);
+    let (id, _) = expect_call(next_call(&mut up, 0, &mut log));
+    let found = HeadInfo {
+        len: 200,
+        crc64: Some(crc64::update(0, &file)),
+        etag: None,
+    };
+    up.handle(
+        Event::Head {
+            id,
+            found: Some(found),
+        },
+        0,
+    );
+    assert_eq!(up.poll_action(0), Action::DigestFile);
+    up.handle(Event::FileDigest { crc64: 12345 }, 0);
+    assert!(
+        matches!(up.poll_action(0), Action::ResetJournal(_)),
+        "a changed file is uploaded again"
+    );
 
     // The same, but the object is not there: a fresh upload.
     let mut up = Upload::new(p.clone(), Some(replay_of(&p, &records)));
@@ -807,9 +839,21 @@ struct SimServer {
     initiated: u32,
     bytes_received: u64,
     list_crc: bool,
+    /// Simulated monotonic time of the current step (the server's clock is SERVER_NOW + it).
+    now_ms: u64,
+    /// `Initiated` (server clock, seconds) of every upload.
+    initiated_at: BTreeMap<String, i64>,
+    /// Uploads of the same key by another writer, with their `Initiated`.
+    others: BTreeMap<String, i64>,
+    /// The upload id whose Complete stored the object.
+    completed_id: Option<String>,
 }
 
 impl SimServer {
+    fn now_s(&self) -> i64 {
+        SERVER_NOW + (self.now_ms / 1000) as i64
+    }
+
     fn parts_page(&self, upload_id: &str, marker: u32, max: u32) -> Option<PartsPage> {
         let parts = self.uploads.get(upload_id)?;
         let all: Vec<_> = parts.range(marker + 1..).collect();
@@ -859,6 +903,12 @@ struct SimConfig {
     list_crc: bool,
     /// Number of ListParts pages a full listing takes.
     page: u32,
+    /// Chance per crash that the file's bytes change while its metadata does not (a `touch
+    /// -d` restore, FAT's mtime granularity, a camera rewriting a clip in place).
+    rewrite_rate: f64,
+    /// Chance per step that another writer of the same key initiates an upload (and, a
+    /// tenth as often, aborts ours, as its own sweep would).
+    other_writer_rate: f64,
 }
 
 struct SimResult {
@@ -873,7 +923,7 @@ struct SimResult {
 /// Runs one whole upload through crashes and faults; panics on any broken invariant.
 fn simulate(c: &SimConfig) -> SimResult {
     let mut rng = Rng(c.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
-    let file = file_bytes(c.file_len, c.seed);
+    let mut file = file_bytes(c.file_len, c.seed);
     let mut p = params(c.file_len as u64, c.part_size, c.jobs);
     p.seed = c.seed;
     // Tiny parts (below the OSS minimum) keep simulations fast; the rules do not depend on size.
@@ -914,6 +964,22 @@ fn simulate(c: &SimConfig) -> SimResult {
         let mut crashed = false;
         for _ in 0..20_000 {
             steps += 1;
+            server.now_ms = now;
+            if c.other_writer_rate > 0.0 && rng.chance(c.other_writer_rate) {
+                if rng.chance(0.1) {
+                    // The other writer's sweep aborts whatever upload we have.
+                    if let Some(id) = up.upload_id() {
+                        server.uploads.remove(id);
+                    }
+                } else {
+                    server.next_upload += 1;
+                    let uid = format!("W{}", server.next_upload);
+                    server.uploads.insert(uid.clone(), BTreeMap::new());
+                    let t = server.now_s();
+                    server.initiated_at.insert(uid.clone(), t);
+                    server.others.insert(uid, t);
+                }
+            }
             if c.crash_rate > 0.0 && rng.chance(c.crash_rate) {
                 // Power cut: whatever was being written is torn.
                 if rng.chance(0.5) {
@@ -923,6 +989,11 @@ fn simulate(c: &SimConfig) -> SimResult {
                     journal.extend_from_slice(&junk[..cut]);
                 }
                 crashes += 1;
+                if !file.is_empty() && c.rewrite_rate > 0.0 && rng.chance(c.rewrite_rate) {
+                    // Same length, mtime and inode (the identity does not change), other bytes.
+                    let i = rng.below(file.len());
+                    file[i] ^= 0x5a;
+                }
                 if up.upload_id().is_none() || !journaled_ids.contains(up.upload_id().unwrap_or(""))
                 {
                     crashes_before_started += 1;
@@ -1072,6 +1143,23 @@ fn simulate(c: &SimConfig) -> SimResult {
                     let u = r.unwrap_or_else(|e| panic!("seed {}: gave up: {e:?}", c.seed));
                     assert_eq!(server.object.as_deref(), Some(&file[..]), "seed {}", c.seed);
                     assert_eq!(u.crc64, crc64::update(0, &file));
+                    // Another writer's upload initiated after the one that made our object
+                    // (beyond the margin) can never be ours: it must not have been aborted.
+                    let ours_at = server
+                        .completed_id
+                        .as_ref()
+                        .and_then(|id| server.initiated_at.get(id).copied());
+                    for (w, at) in &server.others {
+                        if ours_at.is_some_and(|o| *at > o + sweep::MARGIN_SECS) {
+                            assert!(
+                                server.uploads.contains_key(w),
+                                "seed {}: aborted another writer's upload {w}",
+                                c.seed
+                            );
+                        }
+                    }
+                    let others = server.others.clone();
+                    server.uploads.retain(|id, _| !others.contains_key(id));
                     // Every upload this file ever started is completed or aborted, including
                     // ones whose Initiate answer was lost or that a crash kept out of the journal.
                     assert!(
@@ -1170,6 +1258,8 @@ fn answer(
             s.initiated += 1;
             let uid = format!("U{}", s.next_upload);
             s.uploads.insert(uid.clone(), BTreeMap::new());
+            let t = s.now_s();
+            s.initiated_at.insert(uid.clone(), t);
             Event::Initiated { id, upload_id: uid }
         }
         Call::UploadPart {
@@ -1228,6 +1318,7 @@ fn answer(
                     }
                 }
                 s.uploads.remove(&upload_id);
+                s.completed_id = Some(upload_id.clone());
                 let crc = crc64::update(0, &obj);
                 s.object = Some(obj);
                 Event::Completed {
@@ -1258,7 +1349,7 @@ fn answer(
                     .map(|u| crate::proto::xml::ListedUpload {
                         key: "k".into(),
                         upload_id: u.clone(),
-                        initiated: None,
+                        initiated: s.initiated_at.get(u).copied(),
                     })
                     .collect(),
                 truncated: false,
@@ -1288,6 +1379,8 @@ fn simulated_clean_upload_sends_each_byte_once() {
             device_skew: 0,
             list_crc: true,
             page: 1000,
+            rewrite_rate: 0.0,
+            other_writer_rate: 0.0,
         });
         assert_eq!(r.bytes_received, 1000);
         assert_eq!(r.initiated, 1);
@@ -1307,6 +1400,8 @@ fn simulated_skewed_device_clock_is_corrected() {
             device_skew: skew,
             list_crc: true,
             page: 2,
+            rewrite_rate: 0.0,
+            other_writer_rate: 0.0,
         });
         assert!(r.steps > 0);
     }
@@ -1328,8 +1423,10 @@ proptest::proptest! {
         device_skew in proptest::sample::select(vec![0i64, 0, 7200, -7200]),
         list_crc in proptest::bool::ANY,
         page in 1u32..4,
+        rewrite_rate in proptest::sample::select(vec![0.0f64, 0.0, 0.3]),
+        other_writer_rate in proptest::sample::select(vec![0.0f64, 0.0, 0.01]),
     ) {
-        let r = simulate(&SimConfig { seed, file_len, part_size, jobs, fault_rate, crash_rate, device_skew, list_crc, page });
+        let r = simulate(&SimConfig { seed, file_len, part_size, jobs, fault_rate, crash_rate, device_skew, list_crc, page, rewrite_rate, other_writer_rate });
         if fault_rate == 0.0 && r.crashes == 0 && device_skew == 0 {
             proptest::prop_assert_eq!(r.bytes_received, file_len as u64);
         }
@@ -1350,6 +1447,8 @@ fn resent_bytes_are_bounded_by_crashes_without_faults() {
             device_skew: 0,
             list_crc: seed % 2 == 0,
             page: 3,
+            rewrite_rate: 0.0,
+            other_writer_rate: 0.0,
         };
         let r = simulate(&c);
         assert!(
@@ -1378,6 +1477,8 @@ fn crashes_really_happen_in_simulations() {
         device_skew: 7200,
         list_crc: false,
         page: 3,
+        rewrite_rate: 0.0,
+        other_writer_rate: 0.0,
     });
     assert!(r.crashes >= 3, "{} crashes", r.crashes);
     assert!(r.bytes_received >= 1200);
@@ -2031,4 +2132,28 @@ fn refused_aborts_outlive_the_upload_and_carried_ones_are_retried() {
         vec!["OLD".to_string()],
         "the refused abort outlives the upload; the carried one is done"
     );
+}
+
+/// Issue 10 "Done when": the simulator's random events "file bytes change, metadata does not"
+/// (at crashes) and "another writer of the same key" (its uploads, and its sweep aborting
+/// ours), on fixed seeds: the object always ends as the file's current bytes, no upload of
+/// ours stays open, and another writer's later upload is never aborted (checked in
+/// `simulate`). Before item 2's fix these seeds stored old and new bytes mixed.
+#[test]
+fn simulated_rewrites_in_place_and_other_writers_of_the_key() {
+    for seed in 1..40u64 {
+        simulate(&SimConfig {
+            seed,
+            file_len: 900,
+            part_size: 50,
+            jobs: 1 + (seed % 3) as u32,
+            fault_rate: 0.1,
+            crash_rate: 0.03,
+            device_skew: 0,
+            list_crc: seed % 2 == 0,
+            page: 2,
+            rewrite_rate: 0.5,
+            other_writer_rate: 0.02,
+        });
+    }
 }
