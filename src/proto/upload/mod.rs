@@ -468,6 +468,10 @@ pub struct Upload {
     /// Aborts the server refused (e.g. no `AbortMultipartUpload` permission): they outlive
     /// this upload in the per-destination pending-abort record.
     refused_aborts: Vec<String>,
+    /// A sweep ran in this run (so the doubt was real): sweep once more before success.
+    swept: bool,
+    /// That last sweep has been started.
+    final_sweep: bool,
 }
 
 /// Most sweep candidates kept (uploads of exactly our key); more are not judged this sweep.
@@ -523,6 +527,8 @@ impl Upload {
             gone: 0,
             initiate_at_ms: 0,
             refused_aborts: Vec::new(),
+            swept: false,
+            final_sweep: false,
             p,
         };
         let same = replay.as_ref().is_some_and(|r| r.identity == up.p.identity);
@@ -755,6 +761,7 @@ impl Upload {
     fn start_sweep(&mut self) {
         self.sweep_needed = false;
         self.sweeping = true;
+        self.swept = true;
         self.sweep_pages = 0;
         self.sweep_candidates.clear();
         self.sweep_anchor = None;
@@ -767,6 +774,16 @@ impl Upload {
 
     /// Finishes with `u` now, or once abandoned uploads are aborted and the sweep is done.
     fn succeed(&mut self, u: Uploaded) {
+        if self.swept && !self.final_sweep && self.p.multipart {
+            // An Initiate whose answer was lost can still be completing on the server after
+            // the first sweep: look once more, just before reporting success.
+            self.final_sweep = true;
+            self.deferred = Some(u);
+            if !self.sweeping {
+                self.start_sweep();
+            }
+            return;
+        }
         if self.pending_aborts.is_empty() && !self.sweeping {
             self.finish(Ok(u));
         } else {

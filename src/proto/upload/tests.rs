@@ -1716,6 +1716,22 @@ fn success_waits_for_the_strays_abort() {
         server_crc: Some(crc),
     };
     up.handle(done, 1);
+    // Before success the key is swept once more ("Also fix": an Initiate may complete on the
+    // server after the first sweep); an empty listing finds nothing new.
+    let (sweep2, call) = expect_call(next_call(&mut up, 1, &mut log));
+    assert!(matches!(call, Call::ListUploads { .. }), "{call:?}");
+    up.handle(
+        Event::UploadsListed {
+            id: sweep2,
+            page: UploadsPage {
+                uploads: vec![],
+                truncated: false,
+                next_key_marker: String::new(),
+                next_upload_id_marker: String::new(),
+            },
+        },
+        1,
+    );
     assert_eq!(
         next_call(&mut up, 1, &mut log),
         Action::Wait,
@@ -1731,6 +1747,80 @@ fn success_waits_for_the_strays_abort() {
         next_call(&mut up, 2, &mut log),
         Action::Done(Ok(_))
     ));
+}
+
+/// "Also fix": an Initiate whose answer was lost can complete on the server after the first
+/// sweep; the sweep runs again just before success and aborts what it finds then.
+#[test]
+fn a_stray_that_appears_after_the_first_sweep_is_aborted_before_success() {
+    let p = params(100, 100, 1);
+    let mut up = Upload::new(p.clone(), Some(replay_of(&p, &[Record::Initiating])));
+    let mut log = Vec::new();
+    let empty = || UploadsPage {
+        uploads: vec![],
+        truncated: false,
+        next_key_marker: String::new(),
+        next_upload_id_marker: String::new(),
+    };
+    let late = || UploadsPage {
+        uploads: vec![crate::proto::xml::ListedUpload {
+            key: "k".into(),
+            upload_id: "LATE".into(),
+            initiated: None,
+        }],
+        truncated: false,
+        next_key_marker: String::new(),
+        next_upload_id_marker: String::new(),
+    };
+    let mut sweeps = 0;
+    let mut aborted = Vec::new();
+    for _ in 0..30 {
+        match next_call(&mut up, 0, &mut log) {
+            Action::Call { id, call } => match call {
+                Call::Initiate => up.handle(
+                    Event::Initiated {
+                        id,
+                        upload_id: "U".into(),
+                    },
+                    0,
+                ),
+                Call::ListUploads { .. } => {
+                    sweeps += 1;
+                    let page = if sweeps == 1 { empty() } else { late() };
+                    up.handle(Event::UploadsListed { id, page }, 0);
+                }
+                Call::UploadPart { .. } => up.handle(
+                    Event::PartSent {
+                        id,
+                        etag: "\"E\"".into(),
+                        local_crc: 1,
+                        server_crc: None,
+                    },
+                    0,
+                ),
+                Call::Complete { .. } => up.handle(
+                    Event::Completed {
+                        id,
+                        etag: "\"M\"".into(),
+                        server_crc: None,
+                    },
+                    0,
+                ),
+                Call::Abort { upload_id } => {
+                    aborted.push(upload_id);
+                    up.handle(Event::Aborted { id }, 0);
+                }
+                other => panic!("{other:?}"),
+            },
+            Action::Done(r) => {
+                assert!(r.is_ok(), "{r:?}");
+                break;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(sweeps, 2);
+    assert_eq!(aborted, vec!["LATE".to_string()]);
 }
 
 #[test]
