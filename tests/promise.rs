@@ -351,3 +351,48 @@ fn pending_aborts_outlive_the_upload_are_listed_and_retried() {
     );
     assert!(!apath.exists(), "the record stays although nothing is left");
 }
+
+/// Item 6: two writers of one key (two checkpoint directories), both in doubt about strays
+/// (their journals were damaged, so each sweeps the key). They used to abort each other's
+/// uploads in a loop; now each aborts only uploads that can be its own, backs off when its
+/// upload vanishes, and both finish (the last Complete wins).
+#[test]
+fn two_writers_of_one_key_both_finish() {
+    let tmp = TempDir::new("promise-two-writers");
+    let srv_dir = tmp.join("srv");
+    let srv = start_server(&srv_dir);
+    let ep = endpoint(srv.addr());
+    let mut handles = Vec::new();
+    let mut datas = Vec::new();
+    for w in 0..2u64 {
+        let file = tmp.join(format!("f{w}.bin"));
+        datas.push(write_file(&file, 768 << 10, 20 + w));
+        let ck = tmp.join(format!("ck{w}"));
+        std::fs::create_dir_all(&ck).unwrap();
+        let jpath = ossup::io::journal::journal_path(&ck, &file, &ep, BUCKET, "two/k");
+        std::fs::write(&jpath, content(300, 30 + w)).unwrap();
+        let ep = ep.clone();
+        handles.push(std::thread::spawn(move || {
+            let mut cfg = config(&ep, &ck);
+            cfg.limit_rate = Some(2 << 20);
+            cfg.retry_for = Some(Duration::from_secs(15));
+            let dest = Destination::parse(&format!("oss://{BUCKET}/two/k")).unwrap();
+            ossup::upload_file_blocking(&cfg, &file, &dest, &mut |_, _| {})
+        }));
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    for h in handles {
+        while !h.is_finished() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(h.is_finished(), "a writer did not finish in 30 s");
+        let r = h.join().unwrap();
+        assert!(r.is_ok(), "{r:?}");
+    }
+    let obj = read_object(&srv_dir, BUCKET, "two/k").unwrap();
+    assert!(
+        obj == datas[0] || obj == datas[1],
+        "the object is one writer's file"
+    );
+    assert_eq!(srv.stats().open_uploads, 0);
+}
