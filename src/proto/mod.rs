@@ -15,6 +15,7 @@ pub mod checkpoint;
 pub mod crc64;
 pub mod geometry;
 mod op;
+pub mod proxy;
 pub mod rate;
 pub mod request;
 pub mod response;
