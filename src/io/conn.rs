@@ -1,7 +1,8 @@
 //! One HTTP/1.1 connection: DNS, TCP, optional TLS, and reads and writes bounded by idle
 //! timeouts.
 //!
-//! Owns: resolving the host off the async thread, connecting to each address in turn, the TLS
+//! Owns: resolving the host off the async thread, racing connects to every address (Happy
+//! Eyeballs, RFC 8305), the TLS
 //! handshake (rustls with the *ring* provider, webpki roots plus an optional private CA,
 //! certificate verification always on), and turning IO errors into [`Failure`]s.
 //! Must not: know OSS operations, sign, decide on retries, or reuse a connection after an error
@@ -23,7 +24,67 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, RootCertStore};
 use rustls_pki_types::pem::PemObject;
 
+use crate::proto::proxy::{eyeballs_order, EYEBALLS_STAGGER};
 use crate::proto::retry::Failure;
+
+/// One pending connection attempt.
+type Attempt = std::pin::Pin<Box<dyn Future<Output = io::Result<Async<TcpStream>>> + Send>>;
+
+/// Happy Eyeballs (RFC 8305): tries every address, families interleaved
+/// ([`eyeballs_order`]), starting the next attempt after `stagger` or as soon as the previous
+/// one fails, each attempt bounded by `limit`. The first to connect wins; the others are
+/// dropped (closed). `None` when every attempt failed or timed out.
+pub(crate) async fn race_connect(
+    addrs: &[SocketAddr],
+    stagger: Duration,
+    limit: Duration,
+) -> Option<(Async<TcpStream>, SocketAddr)> {
+    let ips: Vec<std::net::IpAddr> = addrs.iter().map(|a| a.ip()).collect();
+    let order: Vec<SocketAddr> = eyeballs_order(&ips).into_iter().map(|i| addrs[i]).collect();
+    let mut next = 0usize;
+    let mut pending: Vec<(SocketAddr, Attempt)> = Vec::new();
+    let mut timer = Timer::after(Duration::ZERO);
+    std::future::poll_fn(move |cx| {
+        use std::task::Poll;
+        loop {
+            // Start the next attempt when nothing is pending or the stagger elapsed.
+            while next < order.len()
+                && (pending.is_empty() || std::pin::Pin::new(&mut timer).poll(cx).is_ready())
+            {
+                let addr = order[next];
+                next += 1;
+                pending.push((
+                    addr,
+                    Box::pin(bounded(Async::<TcpStream>::connect(addr), limit)),
+                ));
+                timer.set_after(stagger);
+            }
+            let mut failed = false;
+            let mut i = 0;
+            while i < pending.len() {
+                match pending[i].1.as_mut().poll(cx) {
+                    Poll::Ready(Ok(s)) => return Poll::Ready(Some((s, pending[i].0))),
+                    Poll::Ready(Err(e)) => {
+                        log::debug!("connect {}: {e}", pending[i].0);
+                        pending.swap_remove(i);
+                        failed = true;
+                    }
+                    Poll::Pending => i += 1,
+                }
+            }
+            if pending.is_empty() && next >= order.len() {
+                return Poll::Ready(None);
+            }
+            if failed && next < order.len() {
+                // RFC 8305 §5: a failed attempt starts the next one at once.
+                timer.set_after(Duration::ZERO);
+                continue;
+            }
+            return Poll::Pending;
+        }
+    })
+    .await
+}
 
 /// Builds the TLS client configuration: the Mozilla roots from `webpki-roots`, plus every
 /// certificate in `extra_ca_pem` (a PEM bundle of private CAs) when given. Uses the *ring*
@@ -171,8 +232,8 @@ fn bare_host(host: &str) -> &str {
 }
 
 impl Conn {
-    /// Resolves `spec.host` (on a blocking thread), connects to each address in turn until one
-    /// answers within `spec.connect_timeout`, sets `TCP_NODELAY`, and performs the TLS handshake
+    /// Resolves `spec.host` (on a blocking thread), races connects to every address (Happy
+    /// Eyeballs: a new attempt every 250 ms, each bounded by `spec.connect_timeout`), sets `TCP_NODELAY`, and performs the TLS handshake
     /// (also bounded by `connect_timeout`) when `spec.tls` is set.
     ///
     /// Failures: [`Failure::Dns`] when the name does not resolve; [`Failure::Connect`] when no
@@ -205,16 +266,7 @@ impl Conn {
             }
         };
 
-        let mut tcp = None;
-        for addr in &addrs {
-            match bounded(Async::<TcpStream>::connect(*addr), spec.connect_timeout).await {
-                Ok(s) => {
-                    tcp = Some((s, *addr));
-                    break;
-                }
-                Err(e) => log::debug!("connect {addr}: {e}"),
-            }
-        }
+        let tcp = race_connect(&addrs, EYEBALLS_STAGGER, spec.connect_timeout).await;
         let (tcp, peer) = tcp.ok_or(Failure::Connect)?;
         if let Err(e) = tcp.get_ref().set_nodelay(true) {
             log::debug!("TCP_NODELAY on {peer}: {e}");
@@ -379,6 +431,53 @@ pub(crate) mod tests {
                 }
             }
         }
+    }
+
+    /// A loopback address that never answers a SYN: a listener whose accept queue is full
+    /// (Linux drops SYNs to it). Returns the listener and the connections filling it.
+    fn blackhole() -> (TcpListener, Vec<TcpStream>, SocketAddr) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let mut fill = Vec::new();
+        for _ in 0..4096 {
+            match TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+                Ok(s) => fill.push(s),
+                Err(_) => return (l, fill, addr),
+            }
+        }
+        panic!("could not fill the accept queue of {addr}");
+    }
+
+    #[test]
+    fn happy_eyeballs_skips_a_blackholed_first_address_after_the_stagger() {
+        let (_l, _fill, dead) = blackhole();
+        let (port, h) = spawn_server(1, |_s| {});
+        let good: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let limit = Duration::from_secs(8);
+        let t0 = std::time::Instant::now();
+        let won = smol::block_on(race_connect(&[dead, good], EYEBALLS_STAGGER, limit));
+        let took = t0.elapsed();
+        let (_s, peer) = won.expect("the second address should win");
+        assert_eq!(peer, good);
+        assert!(
+            took >= EYEBALLS_STAGGER,
+            "second attempt started before the stagger: {took:?}"
+        );
+        assert!(
+            took < limit / 2,
+            "waited for the blackholed attempt: {took:?}"
+        );
+        drop(_s);
+        h.join().unwrap();
+        // All attempts failing: None, bounded by the per-attempt limit.
+        let t0 = std::time::Instant::now();
+        let none = smol::block_on(race_connect(
+            &[dead],
+            EYEBALLS_STAGGER,
+            Duration::from_millis(300),
+        ));
+        assert!(none.is_none());
+        assert!(t0.elapsed() < Duration::from_secs(3));
     }
 
     #[test]

@@ -395,26 +395,17 @@ pub fn parse_connect_answer(buf: &[u8]) -> Result<ConnectAnswer, String> {
     }
 }
 
-/// Happy Eyeballs (RFC 8305 §4): the order in which to try resolved addresses, alternating
-/// families starting with the family of the first address (the resolver's preference).
-pub fn eyeballs_order(addrs: &[IpAddr]) -> Vec<IpAddr> {
+/// Happy Eyeballs (RFC 8305 §4): the order in which to try resolved addresses, as indices
+/// into `addrs`, alternating families starting with the family of the first address (the
+/// resolver's preference), each family keeping the resolver's order.
+pub fn eyeballs_order(addrs: &[IpAddr]) -> Vec<usize> {
     let first_v6 = addrs.first().is_some_and(|a| a.is_ipv6());
-    let (mut a, mut b): (Vec<IpAddr>, Vec<IpAddr>) =
-        addrs.iter().partition(|x| x.is_ipv6() == first_v6);
-    a.reverse();
-    b.reverse();
+    let (a, b): (Vec<usize>, Vec<usize>) =
+        (0..addrs.len()).partition(|&i| addrs[i].is_ipv6() == first_v6);
     let mut out = Vec::with_capacity(addrs.len());
-    while !a.is_empty() || !b.is_empty() {
-        if let Some(x) = a.pop() {
-            if !out.contains(&x) {
-                out.push(x);
-            }
-        }
-        if let Some(x) = b.pop() {
-            if !out.contains(&x) {
-                out.push(x);
-            }
-        }
+    for k in 0..a.len().max(b.len()) {
+        out.extend(a.get(k));
+        out.extend(b.get(k));
     }
     out
 }
@@ -577,7 +568,10 @@ mod tests {
             .iter()
             .map(|s| s.parse().unwrap())
             .collect();
-        let o: Vec<String> = eyeballs_order(&a).iter().map(|x| x.to_string()).collect();
+        let o: Vec<String> = eyeballs_order(&a)
+            .iter()
+            .map(|&i| a[i].to_string())
+            .collect();
         assert_eq!(o, ["::1", "127.0.0.1", "::2", "127.0.0.2", "::3"]);
         assert!(eyeballs_order(&[]).is_empty());
     }
