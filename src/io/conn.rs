@@ -66,7 +66,7 @@ pub(crate) async fn race_connect(
                     Poll::Ready(Ok(s)) => return Poll::Ready(Some((s, pending[i].0))),
                     Poll::Ready(Err(e)) => {
                         log::debug!("connect {}: {e}", pending[i].0);
-                        pending.swap_remove(i);
+                        drop(pending.swap_remove(i));
                         failed = true;
                     }
                     Poll::Pending => i += 1,
