@@ -166,14 +166,21 @@ pub fn check_private_dir(dir: &Path) -> io::Result<()> {
 /// a power cut), and proves it is writable by creating and removing a probe file, so that a
 /// read-only, foreign or shared directory is reported before any upload starts.
 pub fn ensure_private_dir(dir: &Path) -> io::Result<()> {
-    let existed = dir.is_dir();
+    // Directories this call creates (the leaf and any missing ancestors), deepest first: each
+    // is durable only once its parent is fsync'd.
+    let mut created = Vec::new();
+    let mut d = Some(dir);
+    while let Some(p) = d.filter(|p| !p.as_os_str().is_empty() && !p.is_dir()) {
+        created.push(p.to_path_buf());
+        d = p.parent();
+    }
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)?;
     check_private_dir(dir)?;
-    if !existed {
-        sync_parent(dir)?;
+    for p in &created {
+        sync_parent(p)?;
     }
     let probe = dir.join(format!(".ossup-probe-{}", std::process::id()));
     let r = create_replacing(&probe, 0o600).and_then(|f| {

@@ -1470,7 +1470,11 @@ impl Upload {
                         }
                     }
                     let jitter = self.next_jitter();
-                    let delay = self.p.backoff.delay_ms(self.gone, jitter);
+                    let delay = self
+                        .p
+                        .backoff
+                        .delay_ms(self.gone, jitter)
+                        .saturating_add(sweep::VANISHED_WAIT_MS);
                     self.initiate_at_ms = now_ms.saturating_add(delay);
                     // The journal and the server disagree about the upload: what else the
                     // server holds for this key may be ours (judged by the new window).

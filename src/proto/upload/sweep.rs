@@ -14,7 +14,12 @@
 
 /// Slack in seconds on both ends of the window: whole-second `Initiated` times, a request the
 /// server processed a moment after we gave up on it.
-pub const MARGIN_SECS: i64 = 5;
+pub const MARGIN_SECS: i64 = 2;
+
+/// The least wait, in milliseconds, before a new Initiate after our upload vanished (another
+/// writer's sweep aborted it): the vanish came after that writer's upload existed, so waiting
+/// this long puts our next upload outside its window, and its upload outside ours.
+pub const VANISHED_WAIT_MS: u64 = (MARGIN_SECS as u64 + 1) * 1000;
 
 /// How far back a stray of ours can be, relative to our own upload's `Initiated`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
