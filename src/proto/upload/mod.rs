@@ -1133,7 +1133,12 @@ impl Upload {
                 self.window = if self.window_unbounded {
                     sweep::Window::Unbounded
                 } else {
-                    let since = self.initiating_since_ms.unwrap_or(now_ms);
+                    // Not before the first Initiate could go (a backoff after a vanished
+                    // upload is not part of the window).
+                    let since = self
+                        .initiating_since_ms
+                        .unwrap_or(now_ms)
+                        .max(self.initiate_at_ms);
                     sweep::Window::Secs(now_ms.saturating_sub(since).div_ceil(1000))
                 };
                 self.upload_id = Some(upload_id.clone());
@@ -1474,7 +1479,9 @@ impl Upload {
                         .p
                         .backoff
                         .delay_ms(self.gone, jitter)
-                        .saturating_add(sweep::VANISHED_WAIT_MS);
+                        .saturating_add(sweep::VANISHED_WAIT_MS)
+                        // Wide jitter: two writers that vanished together start apart.
+                        .saturating_add(self.next_jitter() % 3000);
                     self.initiate_at_ms = now_ms.saturating_add(delay);
                     // The journal and the server disagree about the upload: what else the
                     // server holds for this key may be ours (judged by the new window).

@@ -1150,7 +1150,7 @@ fn simulate(c: &SimConfig) -> SimResult {
                         .as_ref()
                         .and_then(|id| server.initiated_at.get(id).copied());
                     for (w, at) in &server.others {
-                        if ours_at.is_some_and(|o| *at > o + sweep::MARGIN_SECS) {
+                        if ours_at.is_some_and(|o| *at > o) {
                             assert!(
                                 server.uploads.contains_key(w),
                                 "seed {}: aborted another writer's upload {w}",
