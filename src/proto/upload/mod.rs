@@ -764,7 +764,8 @@ impl Upload {
         self.swept = true;
         self.sweep_pages = 0;
         self.sweep_candidates.clear();
-        self.sweep_anchor = None;
+        // The anchor is kept: the last sweep runs after Complete, when our upload is no
+        // longer listed.
         let call = Call::ListUploads {
             key_marker: String::new(),
             upload_id_marker: String::new(),
@@ -901,7 +902,12 @@ impl Upload {
         }
         if self.phase == Phase::Uploading {
             self.fill_parts();
-            if !self.foreground_busy() && self.parts.iter().all(|p| matches!(p, Part::Done(_))) {
+            // Complete waits for a running sweep: it must see our upload listed (its
+            // `Initiated` anchors the window) before Complete takes it off the listing.
+            if !self.foreground_busy()
+                && !self.sweeping
+                && self.parts.iter().all(|p| matches!(p, Part::Done(_)))
+            {
                 self.phase = Phase::Completing;
                 if self.completing_recorded {
                     self.send_complete();
@@ -1142,6 +1148,7 @@ impl Upload {
                     sweep::Window::Secs(now_ms.saturating_sub(since).div_ceil(1000))
                 };
                 self.upload_id = Some(upload_id.clone());
+                self.sweep_anchor = None;
                 self.persist_queue
                     .push_back((Record::Started { upload_id }, AfterPersist::Started));
             }

@@ -35,12 +35,16 @@ pub enum Window {
 }
 
 /// True if a listed upload initiated at `initiated` may be ours and so may be aborted.
-/// `anchor` is our own upload's `Initiated`. When either time is unknown (a server that does
-/// not list `Initiated`, or our upload not in the listing) nothing tells the uploads apart:
-/// the upload counts as ours, as before this rule existed.
+/// `anchor` is our own upload's `Initiated`. A server that does not list `Initiated` gives
+/// nothing to tell uploads apart: the upload counts as ours, as before this rule existed. If
+/// the server lists times but not our upload (it vanished: another writer aborted it), nothing
+/// is aborted; the fresh upload that follows sweeps again.
 pub fn can_be_ours(initiated: Option<i64>, anchor: Option<i64>, window: Window) -> bool {
-    let (Some(t), Some(a)) = (initiated, anchor) else {
+    let Some(t) = initiated else {
         return true;
+    };
+    let Some(a) = anchor else {
+        return false;
     };
     if t > a {
         return false; // initiated after ours: another writer's
@@ -79,7 +83,10 @@ mod tests {
         assert!(!can_be_ours(Some(a + 60), Some(a), Window::Unbounded));
         // Nothing to compare: as before.
         assert!(can_be_ours(None, Some(a), w));
-        assert!(can_be_ours(Some(a), None, w));
+        assert!(
+            !can_be_ours(Some(a), None, w),
+            "ours vanished: abort nothing"
+        );
         // Extreme values never overflow.
         assert!(can_be_ours(
             Some(i64::MIN),
