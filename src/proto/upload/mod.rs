@@ -1490,9 +1490,9 @@ impl Upload {
                         // Wide jitter: two writers that vanished together start apart.
                         .saturating_add(self.next_jitter() % 3000);
                     self.initiate_at_ms = now_ms.saturating_add(delay);
-                    // The journal and the server disagree about the upload: what else the
-                    // server holds for this key may be ours (judged by the new window).
-                    self.sweep_needed = true;
+                    // No new doubt: strays of ours come only from Initiates whose answers
+                    // were lost, and those are recorded (Initiating) and swept as such. A
+                    // sweep here would abort the very writer that aborted ours.
                     self.initiating_since_ms = None;
                     self.window_unbounded = false;
                     self.fresh_journal();
