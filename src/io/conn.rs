@@ -293,6 +293,18 @@ impl Conn {
         self.peer
     }
 
+    /// Whether the TLS handshake resumed a session from this process's cache (the
+    /// [`ClientConfig`] keeps one in memory, shared by every connection made with it), so a
+    /// reconnect costs one round trip and no certificate verification. `false` for plain TCP.
+    pub fn resumed(&self) -> bool {
+        match &self.stream {
+            Stream::Tls(s) => {
+                s.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed)
+            }
+            Stream::Plain(_) => false,
+        }
+    }
+
     /// True if the connection is TLS.
     pub fn is_tls(&self) -> bool {
         matches!(self.stream, Stream::Tls(_))
@@ -533,6 +545,32 @@ pub(crate) mod tests {
         assert_eq!(bare_host("[::1]"), "::1");
         assert_eq!(bare_host("example.com"), "example.com");
         assert_eq!(bare_host("[oops"), "[oops");
+    }
+
+    #[test]
+    fn tls_sessions_resume_across_connections_of_one_process() {
+        let pki = test_pki();
+        let (port, server) = spawn_server(3, tls_echo(pki.server_config.clone()));
+        let cfg = tls_config(Some(pki.ca_pem.as_bytes())).unwrap();
+        let mut kinds = Vec::new();
+        smol::block_on(async {
+            let idle = Duration::from_secs(5);
+            for _ in 0..3 {
+                let mut c = Conn::connect(&spec(port, Some(cfg.clone()))).await.unwrap();
+                c.write_all(b"ping", idle).await.unwrap();
+                c.flush(idle).await.unwrap();
+                let mut buf = [0u8; 64];
+                // Read the answer so the server's session ticket has arrived.
+                let _ = c.read(&mut buf, idle).await.unwrap();
+                kinds.push(c.resumed());
+            }
+        });
+        server.join().unwrap();
+        assert_eq!(
+            kinds,
+            [false, true, true],
+            "full handshakes only on the first"
+        );
     }
 
     #[test]
