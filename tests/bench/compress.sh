@@ -30,7 +30,11 @@ bin="$target_dir/release/ossup"
 work=$(mktemp -d "${TMPDIR:-/tmp}/ossup-compress-bench.XXXXXX")
 serve_pid=""
 cleanup() {
-    [ -n "$serve_pid" ] && kill "$serve_pid" 2>/dev/null && wait "$serve_pid" 2>/dev/null
+    # `|| true`: the killed server's status (143) must not become this script's.
+    if [ -n "$serve_pid" ]; then
+        kill "$serve_pid" 2>/dev/null || true
+        wait "$serve_pid" 2>/dev/null || true
+    fi
     rm -rf "$work"
 }
 trap cleanup EXIT
