@@ -21,6 +21,7 @@ pub mod request;
 pub mod response;
 pub mod retry;
 pub mod sign;
+pub mod spool;
 pub mod staging;
 pub mod time;
 pub mod upload;

@@ -30,9 +30,7 @@ pub struct Budget {
 /// Parse a size such as `512`, `64K`, `10M`, `10MiB`, `2G`, `1GB` (binary multiples).
 pub fn parse_size(s: &str) -> Option<u64> {
     let s = s.trim();
-    let split = s
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(s.len());
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
     if num.is_empty() {
         return None;
@@ -57,7 +55,10 @@ pub fn parse_budget(s: &str) -> Option<Budget> {
         "month" => Period::Month,
         _ => return None,
     };
-    Some(Budget { limit: parse_size(size)?, period })
+    Some(Budget {
+        limit: parse_size(size)?,
+        period,
+    })
 }
 
 /// Parse `±HH:MM` (also `Z` / `UTC`) into seconds east of UTC.
@@ -103,7 +104,10 @@ pub fn parse_window(s: &str) -> Option<Window> {
     let (a, b) = s.trim().split_once('-')?;
     let (ah, am) = parse_hhmm(a)?;
     let (bh, bm) = parse_hhmm(b)?;
-    Some(Window { start: (ah * 60 + am) as u16, end: (bh * 60 + bm) as u16 })
+    Some(Window {
+        start: (ah * 60 + am) as u16,
+        end: (bh * 60 + bm) as u16,
+    })
 }
 
 /// Minute of the local day (0..1440) at Unix time `now` with offset `offset` seconds east.
@@ -216,7 +220,11 @@ pub fn budget_left(
                 Period::Day => spent_day,
                 Period::Month => spent_month,
             };
-            let limit = if priority { b.limit } else { b.limit.saturating_sub(reserve) };
+            let limit = if priority {
+                b.limit
+            } else {
+                b.limit.saturating_sub(reserve)
+            };
             limit.saturating_sub(spent)
         })
         .min()
@@ -420,8 +428,19 @@ pub fn tzif_offset(data: &[u8], now: i64) -> Option<i32> {
         if b.len() < 44 || &b[..4] != b"TZif" {
             return None;
         }
-        let n = |k: usize| u32::from_be_bytes(b[20 + 4 * k..24 + 4 * k].try_into().unwrap()) as usize;
-        Some((b[4], Hdr { isut: n(0), isstd: n(1), leap: n(2), time: n(3), typ: n(4), chr: n(5) }))
+        let n =
+            |k: usize| u32::from_be_bytes(b[20 + 4 * k..24 + 4 * k].try_into().unwrap()) as usize;
+        Some((
+            b[4],
+            Hdr {
+                isut: n(0),
+                isstd: n(1),
+                leap: n(2),
+                time: n(3),
+                typ: n(4),
+                chr: n(5),
+            },
+        ))
     }
     let (ver, h1) = hdr(data)?;
     let (body, h, tsz) = if ver >= b'2' {
@@ -471,11 +490,48 @@ pub fn tzif_offset(data: &[u8], now: i64) -> Option<i32> {
     }
     if lo == 0 {
         // Before the first transition: the first standard-time type, else type 0.
-        let first_std = (0..h.typ).find(|&t| types.get(t * 6 + 4) == Some(&0)).unwrap_or(0);
+        let first_std = (0..h.typ)
+            .find(|&t| types.get(t * 6 + 4) == Some(&0))
+            .unwrap_or(0);
         return utoff(first_std);
     }
     utoff(*idx.get(lo - 1)? as usize)
 }
 
 #[cfg(test)]
-mod tests;
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_crossing_midnight_covers_late_and_early_minutes() {
+        let w = [parse_window("22:00-06:00").unwrap()];
+        assert!(in_windows(&w, 23 * 60));
+        assert!(in_windows(&w, 5 * 60 + 59));
+        assert!(!in_windows(&w, 6 * 60));
+        assert!(!in_windows(&w, 12 * 60));
+    }
+
+    #[test]
+    fn priority_always_before_ordinary_and_nothing_ordinary_outside_a_window() {
+        let f = [
+            Waiting {
+                priority: false,
+                mtime: 1,
+                size: 1,
+            },
+            Waiting {
+                priority: true,
+                mtime: 5,
+                size: 1,
+            },
+            Waiting {
+                priority: true,
+                mtime: 9,
+                size: 1,
+            },
+        ];
+        assert_eq!(pick_next(&f, true, Order::Oldest), Some(2));
+        assert_eq!(pick_next(&f[..1], false, Order::Oldest), None);
+        assert_eq!(pick_next(&f[..1], true, Order::Oldest), Some(0));
+    }
+}
