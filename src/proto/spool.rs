@@ -534,4 +534,38 @@ mod tests {
         assert_eq!(pick_next(&f[..1], false, Order::Oldest), None);
         assert_eq!(pick_next(&f[..1], true, Order::Oldest), Some(0));
     }
+
+    #[test]
+    fn ledger_torn_last_record_undercounts_by_that_record_only() {
+        let now = 20_000 * 86_400 + 3600;
+        let mut l = Vec::new();
+        l.extend_from_slice(&ledger_record(20_000, 100));
+        l.extend_from_slice(&ledger_record(20_000, 50));
+        l.extend_from_slice(&ledger_record(19_999, 7));
+        assert_eq!(ledger_spent(&l, now, 0).0, 150);
+        let torn = &l[..LEDGER_RECORD * 2 - 3];
+        assert_eq!(ledger_spent(torn, now, 0).0, 100);
+    }
+
+    #[test]
+    fn eviction_never_takes_priority_or_the_busy_file() {
+        let f = [
+            Waiting {
+                priority: true,
+                mtime: 1,
+                size: 10,
+            },
+            Waiting {
+                priority: false,
+                mtime: 2,
+                size: 10,
+            },
+            Waiting {
+                priority: false,
+                mtime: 3,
+                size: 10,
+            },
+        ];
+        assert_eq!(plan_eviction(&f, Some(1), Some(5), 0, None), vec![2]);
+    }
 }
