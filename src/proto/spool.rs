@@ -568,4 +568,19 @@ mod tests {
         ];
         assert_eq!(plan_eviction(&f, Some(1), Some(5), 0, None), vec![2]);
     }
+
+    #[test]
+    fn template_renders_host_and_mtime_utc_date() {
+        // 2026-12-04 10:00:00 UTC
+        let t = 1_796_378_400;
+        let k = render_key("{host}/{Y}/{m}/{d}/{H}/{path}", "cam/a.mp4", "gw1", t);
+        assert_eq!(k, "gw1/2026/12/04/10/cam/a.mp4");
+    }
+
+    #[test]
+    fn priority_reserve_is_kept_from_ordinary_files() {
+        let b = [parse_budget("100/day").unwrap()];
+        assert_eq!(budget_left(&b, 60, 0, 30, false), Some(10));
+        assert_eq!(budget_left(&b, 60, 0, 30, true), Some(40));
+    }
 }
