@@ -472,6 +472,9 @@ pub struct Upload {
     swept: bool,
     /// That last sweep has been started.
     final_sweep: bool,
+    /// A sweep ended without finding our own upload listed while the server lists times (it
+    /// vanished first), so it could judge nothing: the doubt it was for is still open.
+    sweep_inconclusive: bool,
 }
 
 /// Most sweep candidates kept (uploads of exactly our key); more are not judged this sweep.
@@ -529,6 +532,7 @@ impl Upload {
             refused_aborts: Vec::new(),
             swept: false,
             final_sweep: false,
+            sweep_inconclusive: false,
             p,
         };
         let same = replay.as_ref().is_some_and(|r| r.identity == up.p.identity);
@@ -1141,10 +1145,12 @@ impl Upload {
                 } else {
                     // Not before the first Initiate could go (a backoff after a vanished
                     // upload is not part of the window).
-                    let since = self
-                        .initiating_since_ms
-                        .unwrap_or(now_ms)
-                        .max(self.initiate_at_ms);
+                    let first = self.initiating_since_ms.unwrap_or(now_ms);
+                    let since = if self.sweep_inconclusive {
+                        first
+                    } else {
+                        first.max(self.initiate_at_ms)
+                    };
                     sweep::Window::Secs(now_ms.saturating_sub(since).div_ceil(1000))
                 };
                 self.upload_id = Some(upload_id.clone());
@@ -1493,8 +1499,15 @@ impl Upload {
                     // No new doubt: strays of ours come only from Initiates whose answers
                     // were lost, and those are recorded (Initiating) and swept as such. A
                     // sweep here would abort the very writer that aborted ours.
-                    self.initiating_since_ms = None;
-                    self.window_unbounded = false;
+                    if self.sweep_inconclusive {
+                        // Unless the sweep for an earlier doubt could not judge (ours had
+                        // vanished before it listed): that doubt stays, with its window from
+                        // the first Initiating on, and the next upload sweeps for it.
+                        self.sweep_needed = true;
+                    } else {
+                        self.initiating_since_ms = None;
+                        self.window_unbounded = false;
+                    }
                     self.fresh_journal();
                 }
             },
@@ -1543,6 +1556,8 @@ impl Upload {
     /// Aborts the swept uploads that can be ours (see [`sweep::can_be_ours`]).
     fn judge_sweep(&mut self, now_ms: u64) {
         let anchor = self.sweep_anchor;
+        self.sweep_inconclusive =
+            anchor.is_none() && self.sweep_candidates.iter().any(|u| u.initiated.is_some());
         for u in std::mem::take(&mut self.sweep_candidates) {
             if !sweep::can_be_ours(u.initiated, anchor, self.window)
                 || self.pending_aborts.contains(&u.upload_id)

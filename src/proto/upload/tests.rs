@@ -2245,3 +2245,44 @@ fn simulated_rewrites_in_place_and_other_writers_of_the_key() {
         });
     }
 }
+
+#[test]
+fn simulated_regression_other_writer_aborts_after_lost_initiate() {
+    // Found by the proptest in CI: an upload stayed open on the server.
+    let r = simulate(&SimConfig {
+        seed: 9473531725873030228,
+        file_len: 1,
+        part_size: 1,
+        jobs: 1,
+        fault_rate: 0.16469303811352934,
+        crash_rate: 0.02069685891822067,
+        device_skew: 7200,
+        list_crc: false,
+        page: 1,
+        rewrite_rate: 0.0,
+        other_writer_rate: 0.01,
+    });
+    assert_eq!(r.bytes_received, 1);
+}
+
+#[test]
+fn simulated_regression_sweep_that_missed_our_vanished_upload_keeps_the_doubt() {
+    // Found by the proptest in CI: an Initiate's answer was lost (the server made U1), the
+    // retry made U2, another writer aborted U2 before our sweep listed it, so the sweep had no
+    // anchor and aborted nothing; the doubt about U1 was then dropped with U2's journal and U1
+    // stayed open for ever.
+    let r = simulate(&SimConfig {
+        seed: 9473531725873030228,
+        file_len: 1,
+        part_size: 1,
+        jobs: 1,
+        fault_rate: 0.16469303811352934,
+        crash_rate: 0.02069685891822067,
+        device_skew: 7200,
+        list_crc: false,
+        page: 1,
+        rewrite_rate: 0.0,
+        other_writer_rate: 0.01,
+    });
+    assert_eq!(r.bytes_received, 1);
+}
