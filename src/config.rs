@@ -227,6 +227,10 @@ pub struct Config {
     pub content_md5: Option<bool>,
     /// Wait for another process's lock on the same upload instead of failing.
     pub wait_for_lock: bool,
+    /// Which HTTP proxy to tunnel through: from the environment as curl reads it
+    /// (`HTTPS_PROXY`, `http_proxy`, `ALL_PROXY`, `NO_PROXY`; the default), a given URL, or
+    /// none. See [`crate::proto::proxy::choose`].
+    pub proxy: crate::proto::proxy::ProxySetting,
 }
 
 impl Config {
@@ -257,6 +261,7 @@ impl Config {
             limit_rate: None,
             content_md5: None,
             wait_for_lock: false,
+            proxy: crate::proto::proxy::ProxySetting::FromEnv,
         }
     }
 

@@ -8,7 +8,7 @@ use std::io;
 use std::path::PathBuf;
 
 use crate::config::ConfigError;
-use crate::proto::retry::Failure;
+use crate::proto::retry::{Failure, ProxyFailure};
 use crate::proto::Op;
 
 /// Exit codes (sysexits.h) that the CLI uses, so a supervisor can act on them.
@@ -102,6 +102,13 @@ pub enum Error {
         /// Request id, for support.
         request_id: String,
     },
+    /// The HTTP proxy answered `CONNECT` with 407: its credentials are missing or wrong.
+    ProxyAuth {
+        /// The proxy, as `host:port` (never its credentials).
+        proxy: String,
+        /// The proxy's status (407, or 401 from some proxies).
+        status: u16,
+    },
     /// The TLS peer could not be verified.
     Tls {
         /// What failed.
@@ -129,7 +136,10 @@ impl Error {
     /// The sysexits code the CLI exits with.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Config(_) | Error::NewerJournal { .. } | Error::Tls { .. } => exit::CONFIG,
+            Error::Config(_)
+            | Error::NewerJournal { .. }
+            | Error::Tls { .. }
+            | Error::ProxyAuth { .. } => exit::CONFIG,
             Error::NoSuchFile { .. } => exit::NOINPUT,
             Error::Read { .. } => exit::IOERR,
             Error::FileChanged { .. } | Error::DataMismatch { .. } => exit::DATAERR,
@@ -169,6 +179,9 @@ impl Error {
             }
             Error::Service { .. } => "check the bucket, key, region and endpoint",
             Error::Tls { .. } => "check the endpoint name and --ca-file",
+            Error::ProxyAuth { .. } => {
+                "put the right user:password in the proxy URL (--proxy, board key proxy, HTTPS_PROXY)"
+            }
             Error::GaveUp { .. } => "run again to resume; progress is kept",
         }
     }
@@ -232,6 +245,10 @@ impl fmt::Display for Error {
                 }
                 Ok(())
             }
+            Error::ProxyAuth { proxy, status } => write!(
+                f,
+                "the proxy {proxy} refused to open a tunnel without valid credentials (HTTP {status})"
+            ),
             Error::Tls { op } => write!(
                 f,
                 "{op}: the server's TLS certificate could not be verified"
@@ -279,6 +296,14 @@ pub fn describe_failure(f: &Failure) -> String {
         Failure::CrcMismatch => "CRC-64 mismatch".into(),
         Failure::LocalRead => "local read error".into(),
         Failure::SourceChanged => "the file changed".into(),
+        Failure::Proxy(ProxyFailure::Unreachable) => "cannot reach the proxy".into(),
+        Failure::Proxy(ProxyFailure::AuthRequired(s)) => {
+            format!("the proxy wants credentials (HTTP {s})")
+        }
+        Failure::Proxy(ProxyFailure::Refused(s)) => {
+            format!("the proxy refused the tunnel (HTTP {s})")
+        }
+        Failure::Proxy(ProxyFailure::Malformed) => "the proxy's answer is not HTTP".into(),
     }
 }
 

@@ -24,8 +24,10 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, RootCertStore};
 use rustls_pki_types::pem::PemObject;
 
-use crate::proto::proxy::{eyeballs_order, EYEBALLS_STAGGER};
-use crate::proto::retry::Failure;
+use crate::proto::proxy::{
+    eyeballs_order, parse_connect_answer, render_connect, ConnectAnswer, ProxyUrl, EYEBALLS_STAGGER,
+};
+use crate::proto::retry::{Failure, ProxyFailure};
 
 /// One pending connection attempt.
 type Attempt = std::pin::Pin<Box<dyn Future<Output = io::Result<Async<TcpStream>>> + Send>>;
@@ -153,8 +155,21 @@ pub struct ConnectSpec {
     pub port: u16,
     /// TLS configuration, or `None` for plain HTTP.
     pub tls: Option<Arc<ClientConfig>>,
-    /// Bound on the TCP connect to each address, and separately on the TLS handshake.
+    /// Bound on the TCP connect to each address, and separately on the TLS handshake (and on
+    /// the proxy's answer to `CONNECT`).
     pub connect_timeout: Duration,
+    /// Tunnel through this HTTP proxy (`CONNECT`), or connect directly.
+    pub proxy: Option<Proxy>,
+}
+
+/// An HTTP proxy to tunnel through with `CONNECT` (chosen by [`crate::proto::proxy::choose`]).
+#[derive(Debug, Clone)]
+pub struct Proxy {
+    /// The proxy's address and credentials.
+    pub url: ProxyUrl,
+    /// TLS configuration for an `https://` proxy (its name verified like an endpoint's);
+    /// `None` for an `http://` proxy.
+    pub tls: Option<Arc<ClientConfig>>,
 }
 
 /// The transport under a [`Conn`].
@@ -162,8 +177,13 @@ enum Stream {
     /// Plain TCP.
     Plain(Async<TcpStream>),
     /// TLS over TCP (boxed: the rustls state is large).
-    Tls(Box<futures_rustls::client::TlsStream<Async<TcpStream>>>),
+    Tls(Box<TlsTcp>),
+    /// TLS to the endpoint inside TLS to an `https://` proxy.
+    TlsInTls(Box<futures_rustls::client::TlsStream<TlsTcp>>),
 }
+
+/// TLS over TCP.
+type TlsTcp = futures_rustls::client::TlsStream<Async<TcpStream>>;
 
 /// An open connection to one server. Drop it after any error.
 pub struct Conn {
@@ -231,6 +251,120 @@ fn bare_host(host: &str) -> &str {
         .unwrap_or(host)
 }
 
+/// Resolves `host` (on a blocking thread, bounded) and races connects to its addresses.
+async fn tcp_connect(
+    host: &str,
+    port: u16,
+    limit: Duration,
+) -> Result<(Async<TcpStream>, SocketAddr), Failure> {
+    let host = bare_host(host).to_string();
+    let addrs: Vec<SocketAddr> = match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => vec![SocketAddr::new(ip, port)],
+        Err(_) => {
+            let name = host.clone();
+            let lookup = smol::unblock(move || {
+                (name.as_str(), port)
+                    .to_socket_addrs()
+                    .map(|a| a.collect::<Vec<_>>())
+            });
+            // Bounded too: a resolver can hang far longer than any sensible timeout.
+            match bounded(lookup, limit.max(Duration::from_secs(10))).await {
+                Ok(a) if !a.is_empty() => a,
+                Ok(_) => return Err(Failure::Dns),
+                Err(e) => {
+                    log::debug!("resolving {host}: {e}");
+                    return Err(Failure::Dns);
+                }
+            }
+        }
+    };
+    let (tcp, peer) = race_connect(&addrs, EYEBALLS_STAGGER, limit)
+        .await
+        .ok_or(Failure::Connect)?;
+    if let Err(e) = tcp.get_ref().set_nodelay(true) {
+        log::debug!("TCP_NODELAY on {peer}: {e}");
+    }
+    Ok((tcp, peer))
+}
+
+/// The TLS handshake over `io`, bounded by the connect timeout.
+async fn handshake<S>(
+    config: &Arc<ClientConfig>,
+    name: ServerName<'static>,
+    io: S,
+    spec: &ConnectSpec,
+) -> Result<futures_rustls::client::TlsStream<S>, Failure>
+where
+    S: futures_lite::AsyncRead + futures_lite::AsyncWrite + Unpin,
+{
+    let connector = futures_rustls::TlsConnector::from(config.clone());
+    bounded(connector.connect(name, io), spec.connect_timeout)
+        .await
+        .map_err(|e| {
+            log::debug!("TLS handshake for {}: {e}", spec.host);
+            classify_io(&e)
+        })
+}
+
+/// Asks the proxy on `io` for a tunnel to `host:port` and reads its answer, all within
+/// `limit`. The answer head is bounded ([`crate::proto::proxy::MAX_ANSWER_HEAD`]); bytes
+/// after it would belong to the endpoint, which never speaks first, so they are an error.
+async fn open_tunnel<S>(
+    io: &mut S,
+    proxy: &ProxyUrl,
+    host: &str,
+    port: u16,
+    limit: Duration,
+) -> Result<(), Failure>
+where
+    S: futures_lite::AsyncRead + futures_lite::AsyncWrite + Unpin,
+{
+    let deadline = std::time::Instant::now() + limit;
+    let left = || deadline.saturating_duration_since(std::time::Instant::now());
+    let req = render_connect(proxy, host, port);
+    bounded(io.write_all(&req), left())
+        .await
+        .map_err(|e| classify_io(&e))?;
+    bounded(io.flush(), left())
+        .await
+        .map_err(|e| classify_io(&e))?;
+    let mut buf: Vec<u8> = Vec::with_capacity(256);
+    let mut chunk = [0u8; 512];
+    loop {
+        let n = bounded(io.read(&mut chunk), left())
+            .await
+            .map_err(|e| classify_io(&e))?;
+        if n == 0 {
+            log::debug!(
+                "proxy {}:{} closed before answering CONNECT",
+                proxy.host,
+                proxy.port
+            );
+            return Err(Failure::Proxy(ProxyFailure::Malformed));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        match parse_connect_answer(&buf) {
+            Ok(ConnectAnswer::Partial) => continue,
+            Ok(ConnectAnswer::Open { head_len }) if head_len == buf.len() => return Ok(()),
+            Ok(ConnectAnswer::Open { .. }) => {
+                log::debug!("proxy sent bytes after its CONNECT answer");
+                return Err(Failure::Proxy(ProxyFailure::Malformed));
+            }
+            Ok(ConnectAnswer::AuthRequired(status)) => {
+                return Err(Failure::Proxy(ProxyFailure::AuthRequired(status)))
+            }
+            Ok(ConnectAnswer::Refused { status, reason, .. }) => {
+                log::debug!("proxy refused CONNECT {host}:{port}: {status} {reason}");
+                return Err(Failure::Proxy(ProxyFailure::Refused(status)));
+            }
+            Err(e) => {
+                log::debug!("proxy {}:{}: {e}", proxy.host, proxy.port);
+                return Err(Failure::Proxy(ProxyFailure::Malformed));
+            }
+        }
+    }
+}
+
 impl Conn {
     /// Resolves `spec.host` (on a blocking thread), races connects to every address (Happy
     /// Eyeballs: a new attempt every 250 ms, each bounded by `spec.connect_timeout`), sets `TCP_NODELAY`, and performs the TLS handshake
@@ -240,50 +374,61 @@ impl Conn {
     /// address accepts (refused, unreachable, or the connect timed out); then the handshake's
     /// failure as classified by [`classify_io`] (a stalled handshake is [`Failure::TimedOut`]).
     pub async fn connect(spec: &ConnectSpec) -> Result<Conn, Failure> {
-        let host = bare_host(&spec.host).to_string();
-        let port = spec.port;
         let server_name = match &spec.tls {
-            Some(_) => Some(ServerName::try_from(host.clone()).map_err(|_| Failure::Dns)?),
+            Some(_) => Some(
+                ServerName::try_from(bare_host(&spec.host).to_string())
+                    .map_err(|_| Failure::Dns)?,
+            ),
             None => None,
         };
-        let addrs: Vec<SocketAddr> = match host.parse::<std::net::IpAddr>() {
-            Ok(ip) => vec![SocketAddr::new(ip, port)],
-            Err(_) => {
-                let lookup = smol::unblock(move || {
-                    (host.as_str(), port)
-                        .to_socket_addrs()
-                        .map(|a| a.collect::<Vec<_>>())
-                });
-                // Bounded too: a resolver can hang far longer than any sensible timeout.
-                match bounded(lookup, spec.connect_timeout.max(Duration::from_secs(10))).await {
-                    Ok(a) if !a.is_empty() => a,
-                    Ok(_) => return Err(Failure::Dns),
-                    Err(e) => {
-                        log::debug!("resolving {}: {e}", spec.host);
-                        return Err(Failure::Dns);
+        let Some(proxy) = &spec.proxy else {
+            let (tcp, peer) = tcp_connect(&spec.host, spec.port, spec.connect_timeout).await?;
+            let stream = match (&spec.tls, server_name) {
+                (Some(config), Some(name)) => {
+                    Stream::Tls(Box::new(handshake(config, name, tcp, spec).await?))
+                }
+                _ => Stream::Plain(tcp),
+            };
+            return Ok(Conn { stream, peer });
+        };
+        // Through a proxy: its own failures are named as the proxy's, never the endpoint's.
+        let (tcp, peer) = tcp_connect(&proxy.url.host, proxy.url.port, spec.connect_timeout)
+            .await
+            .map_err(|f| match f {
+                Failure::Dns | Failure::Connect => Failure::Proxy(ProxyFailure::Unreachable),
+                f => f,
+            })?;
+        let host = bare_host(&spec.host);
+        let stream = match &proxy.tls {
+            None => {
+                let mut tcp = tcp;
+                open_tunnel(&mut tcp, &proxy.url, host, spec.port, spec.connect_timeout).await?;
+                match (&spec.tls, server_name) {
+                    (Some(config), Some(name)) => {
+                        Stream::Tls(Box::new(handshake(config, name, tcp, spec).await?))
                     }
+                    _ => Stream::Plain(tcp),
                 }
             }
-        };
-
-        let tcp = race_connect(&addrs, EYEBALLS_STAGGER, spec.connect_timeout).await;
-        let (tcp, peer) = tcp.ok_or(Failure::Connect)?;
-        if let Err(e) = tcp.get_ref().set_nodelay(true) {
-            log::debug!("TCP_NODELAY on {peer}: {e}");
-        }
-
-        let stream = match (&spec.tls, server_name) {
-            (Some(config), Some(name)) => {
-                let connector = futures_rustls::TlsConnector::from(config.clone());
-                let tls = bounded(connector.connect(name, tcp), spec.connect_timeout)
-                    .await
-                    .map_err(|e| {
-                        log::debug!("TLS handshake with {peer}: {e}");
-                        classify_io(&e)
-                    })?;
-                Stream::Tls(Box::new(tls))
+            Some(ptls) => {
+                let pname = ServerName::try_from(proxy.url.host.clone())
+                    .map_err(|_| Failure::Proxy(ProxyFailure::Unreachable))?;
+                let mut outer = handshake(ptls, pname, tcp, spec).await?;
+                open_tunnel(
+                    &mut outer,
+                    &proxy.url,
+                    host,
+                    spec.port,
+                    spec.connect_timeout,
+                )
+                .await?;
+                match (&spec.tls, server_name) {
+                    (Some(config), Some(name)) => {
+                        Stream::TlsInTls(Box::new(handshake(config, name, outer, spec).await?))
+                    }
+                    _ => Stream::Tls(Box::new(outer)),
+                }
             }
-            _ => Stream::Plain(tcp),
         };
         Ok(Conn { stream, peer })
     }
@@ -301,13 +446,16 @@ impl Conn {
             Stream::Tls(s) => {
                 s.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed)
             }
+            Stream::TlsInTls(s) => {
+                s.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed)
+            }
             Stream::Plain(_) => false,
         }
     }
 
     /// True if the connection is TLS.
     pub fn is_tls(&self) -> bool {
-        matches!(self.stream, Stream::Tls(_))
+        matches!(self.stream, Stream::Tls(_) | Stream::TlsInTls(_))
     }
 
     /// Writes all of `buf`. Each underlying write must make progress within `idle`.
@@ -316,6 +464,7 @@ impl Conn {
             let n = match &mut self.stream {
                 Stream::Plain(s) => bounded(s.write(buf), idle).await,
                 Stream::Tls(s) => bounded(s.write(buf), idle).await,
+                Stream::TlsInTls(s) => bounded(s.write(buf), idle).await,
             }
             .map_err(|e| classify_io(&e))?;
             if n == 0 {
@@ -331,6 +480,7 @@ impl Conn {
         match &mut self.stream {
             Stream::Plain(s) => bounded(s.flush(), idle).await,
             Stream::Tls(s) => bounded(s.flush(), idle).await,
+            Stream::TlsInTls(s) => bounded(s.flush(), idle).await,
         }
         .map_err(|e| classify_io(&e))
     }
@@ -342,6 +492,7 @@ impl Conn {
             let r = match &mut self.stream {
                 Stream::Plain(s) => bounded(s.read(buf), idle).await,
                 Stream::Tls(s) => bounded(s.read(buf), idle).await,
+                Stream::TlsInTls(s) => bounded(s.read(buf), idle).await,
             };
             match r {
                 Ok(n) => return Ok(n),
@@ -425,6 +576,7 @@ pub(crate) mod tests {
             port,
             tls,
             connect_timeout: Duration::from_secs(5),
+            proxy: None,
         }
     }
 
@@ -571,6 +723,99 @@ pub(crate) mod tests {
             [false, true, true],
             "full handshakes only on the first"
         );
+    }
+
+    /// A TLS-terminating proxy (`https://` proxy) that reads one `CONNECT`, checks its
+    /// target and `Proxy-Authorization`, answers 200, then is the endpoint itself inside the
+    /// tunnel: a second TLS session (TLS in TLS) that answers `pong:`.
+    fn https_proxy_then_tls_echo(
+        config: Arc<rustls::ServerConfig>,
+        want_auth: Option<String>,
+    ) -> impl Fn(TcpStream) + Send + 'static {
+        move |tcp| {
+            let conn = rustls::ServerConnection::new(config.clone()).unwrap();
+            let mut outer = rustls::StreamOwned::new(conn, tcp);
+            let mut head = Vec::new();
+            let mut b = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && head.len() < 4096 {
+                match outer.read(&mut b) {
+                    Ok(1) => head.push(b[0]),
+                    _ => return,
+                }
+            }
+            let head = String::from_utf8_lossy(&head).into_owned();
+            let auth_ok = match &want_auth {
+                None => true,
+                Some(a) => head.contains(&format!("Proxy-Authorization: {a}\r\n")),
+            };
+            if !head.starts_with("CONNECT localhost:") || !auth_ok {
+                let _ = outer.write_all(b"HTTP/1.1 407 Proxy Authentication Required\r\n\r\n");
+                let _ = outer.flush();
+                return;
+            }
+            outer
+                .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                .unwrap();
+            outer.flush().unwrap();
+            let conn = rustls::ServerConnection::new(config.clone()).unwrap();
+            let mut inner = rustls::StreamOwned::new(conn, outer);
+            let mut buf = [0u8; 64];
+            if let Ok(n) = inner.read(&mut buf) {
+                let mut reply = b"pong:".to_vec();
+                reply.extend_from_slice(&buf[..n]);
+                let _ = inner.write_all(&reply);
+                let _ = inner.flush();
+            }
+        }
+    }
+
+    #[test]
+    fn https_proxy_carries_tls_in_tls_and_names_auth_failures() {
+        let pki = test_pki();
+        let url = ProxyUrl::parse("https://gw:pw@localhost:1").unwrap();
+        let want = url.basic_auth();
+        let (port, server) = spawn_server(
+            2,
+            https_proxy_then_tls_echo(pki.server_config.clone(), want),
+        );
+        let cfg = tls_config(Some(pki.ca_pem.as_bytes())).unwrap();
+        let mut url = url;
+        url.port = port;
+        let proxied = |url: ProxyUrl| {
+            let mut s = spec(9, Some(cfg.clone()));
+            s.host = "localhost".into();
+            s.proxy = Some(Proxy {
+                url,
+                tls: Some(cfg.clone()),
+            });
+            s
+        };
+        let idle = Duration::from_secs(5);
+        smol::block_on(async {
+            let mut c = Conn::connect(&proxied(url.clone())).await.unwrap();
+            assert!(c.is_tls());
+            c.write_all(b"ping", idle).await.unwrap();
+            c.flush(idle).await.unwrap();
+            let mut buf = [0u8; 64];
+            let n = c.read(&mut buf, idle).await.unwrap();
+            assert_eq!(&buf[..n], b"pong:ping");
+            // Without the credentials: the proxy's 407 is named as such.
+            let mut bare = ProxyUrl::parse("https://localhost:1").unwrap();
+            bare.port = port;
+            let e = Conn::connect(&proxied(bare)).await.unwrap_err();
+            assert_eq!(e, Failure::Proxy(ProxyFailure::AuthRequired(407)));
+        });
+        server.join().unwrap();
+        // A proxy nobody listens on is the proxy's failure, not the endpoint's.
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let dead = l.local_addr().unwrap().port();
+        drop(l);
+        let mut gone = ProxyUrl::parse("http://127.0.0.1:1").unwrap();
+        gone.port = dead;
+        let mut s = proxied(gone);
+        s.proxy.as_mut().unwrap().tls = None;
+        let e = smol::block_on(Conn::connect(&s)).unwrap_err();
+        assert_eq!(e, Failure::Proxy(ProxyFailure::Unreachable));
     }
 
     #[test]

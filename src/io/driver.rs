@@ -45,6 +45,8 @@ struct Shared<'a> {
     source: Option<&'a Source>,
     total: u64,
     tls: Option<Arc<rustls::ClientConfig>>,
+    /// The proxy to tunnel through, if any.
+    proxy: Option<crate::io::conn::Proxy>,
     limiter: Option<RefCell<TokenBucket>>,
     md5_parts: bool,
     /// Bytes of acknowledged parts (set by the loop from the state machine).
@@ -105,6 +107,11 @@ pub fn tls_for(cfg: &Config) -> Result<Option<Arc<rustls::ClientConfig>>, Error>
     if !cfg.endpoint.tls {
         return Ok(None);
     }
+    client_tls(cfg).map(Some)
+}
+
+/// A TLS client configuration with the built-in roots and `cfg.ca_file`.
+fn client_tls(cfg: &Config) -> Result<Arc<rustls::ClientConfig>, Error> {
     let pem = match &cfg.ca_file {
         Some(p) => Some(std::fs::read(p).map_err(|e| {
             Error::Config(crate::config::ConfigError(format!(
@@ -115,8 +122,24 @@ pub fn tls_for(cfg: &Config) -> Result<Option<Arc<rustls::ClientConfig>>, Error>
         None => None,
     };
     crate::io::conn::tls_config(pem.as_deref())
-        .map(Some)
         .map_err(|e| Error::Config(crate::config::ConfigError(format!("TLS setup: {e}"))))
+}
+
+/// The proxy for `cfg`'s endpoint (see [`crate::proto::proxy::choose`]; the environment is
+/// read here, once per upload). A proxy URL that does not parse is a configuration error.
+pub fn proxy_for(cfg: &Config) -> Result<Option<crate::io::conn::Proxy>, Error> {
+    let env = |k: &str| std::env::var(k).ok();
+    let url = crate::proto::proxy::choose(&cfg.proxy, cfg.endpoint.tls, &cfg.endpoint.host, &env)
+        .map_err(|e| Error::Config(crate::config::ConfigError(format!("proxy: {e}"))))?;
+    let Some(url) = url else {
+        return Ok(None);
+    };
+    let tls = match url.scheme {
+        crate::proto::proxy::ProxyScheme::Https => Some(client_tls(cfg)?),
+        crate::proto::proxy::ProxyScheme::Http => None,
+    };
+    log::debug!("through proxy {}:{}", url.host, url.port);
+    Ok(Some(crate::io::conn::Proxy { url, tls }))
 }
 
 /// Uploads `path` to `dest`. See [`crate::upload_file`].
@@ -154,6 +177,7 @@ pub async fn upload(
     let (jpath, _lock, mut journal, replay, waited, corrupt_set_aside) =
         open_checkpoint(cfg, &abs, dest).await?;
     let tls = tls_for(cfg)?;
+    let proxy = proxy_for(cfg)?;
     // Aborts that earlier runs of this destination could not do (refused): retried here.
     let apath = crate::io::journal::aborts_path(
         &cfg.checkpoint_dir,
@@ -192,6 +216,7 @@ pub async fn upload(
         source: Some(&source),
         total: source.len(),
         tls,
+        proxy,
         limiter: cfg
             .limit_rate
             .map(|r| RefCell::new(TokenBucket::new(r, (r / 4).max(cfg.buffer_size as u64)))),
@@ -539,6 +564,17 @@ fn give_up_error(g: GiveUp, shared: &Shared<'_>, path: &Path) -> Error {
             failure: Failure::TlsCertificate,
         } => Error::Tls { op },
         GiveUp::Fatal {
+            failure: Failure::Proxy(crate::proto::retry::ProxyFailure::AuthRequired(status)),
+            ..
+        } => Error::ProxyAuth {
+            status,
+            proxy: shared
+                .proxy
+                .as_ref()
+                .map(|p| format!("{}:{}", p.url.host, p.url.port))
+                .unwrap_or_default(),
+        },
+        GiveUp::Fatal {
             op,
             failure: Failure::Status { status, code },
         } => {
@@ -698,6 +734,7 @@ async fn send_call(
             port: cfg.endpoint.port,
             tls: shared.tls.clone(),
             connect_timeout: cfg.timeouts.connect,
+            proxy: shared.proxy.clone(),
         };
         job.conn = Some(Conn::connect(&spec).await?);
     }
@@ -897,6 +934,7 @@ pub async fn abort(cfg: &Config, file: &Path, dest: &Destination) -> Result<Vec<
         source: None,
         total: 0,
         tls: tls_for(cfg)?,
+        proxy: proxy_for(cfg)?,
         limiter: None,
         md5_parts: false,
         done: Cell::new(0),

@@ -353,6 +353,7 @@ mod tests {
             port,
             tls: None,
             connect_timeout: Duration::from_secs(5),
+            proxy: None,
         }
     }
 

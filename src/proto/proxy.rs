@@ -185,8 +185,9 @@ fn pct_decode(s: &str) -> Result<String, String> {
     String::from_utf8(out).map_err(|_| "proxy credentials are not UTF-8".into())
 }
 
-/// What the user asked for on the command line or the board.
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
+/// What the user asked for on the command line or the board. `Debug` never shows an
+/// explicit URL (it may carry a password).
+#[derive(Clone, PartialEq, Eq, Default)]
 pub enum ProxySetting {
     /// Read the environment (the default).
     #[default]
@@ -195,6 +196,19 @@ pub enum ProxySetting {
     Explicit(String),
     /// `--no-proxy`: connect directly whatever the environment says.
     Disabled,
+}
+
+impl fmt::Debug for ProxySetting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProxySetting::FromEnv => f.write_str("FromEnv"),
+            ProxySetting::Disabled => f.write_str("Disabled"),
+            ProxySetting::Explicit(u) => match ProxyUrl::parse(u) {
+                Ok(p) => write!(f, "Explicit({p:?})"),
+                Err(_) => f.write_str("Explicit(<unparsable>)"),
+            },
+        }
+    }
 }
 
 /// Choose the proxy for an endpoint, as curl does: `NO_PROXY`/`no_proxy` first, then for https
@@ -344,8 +358,9 @@ pub enum ConnectAnswer {
         /// Length of the answer head in the buffer.
         head_len: usize,
     },
-    /// 407: the proxy wants (other) credentials. A configuration error.
-    AuthRequired,
+    /// 407 (or 401, which some proxies send): the proxy wants (other) credentials. A
+    /// configuration error.
+    AuthRequired(u16),
     /// The proxy refused the tunnel with this status; 403/502/503/504 and other 5xx are retried.
     Refused {
         /// The status code.
@@ -383,7 +398,8 @@ pub fn parse_connect_answer(buf: &[u8]) -> Result<ConnectAnswer, String> {
                 .collect();
             Ok(match status {
                 200..=299 => ConnectAnswer::Open { head_len: n },
-                407 => ConnectAnswer::AuthRequired,
+                // A 401 to CONNECT can only be the proxy's own (tinyproxy sends it).
+                401 | 407 => ConnectAnswer::AuthRequired(status),
                 s => ConnectAnswer::Refused {
                     status: s,
                     reason,
@@ -539,7 +555,13 @@ mod tests {
         );
         assert_eq!(
             parse_connect_answer(b"HTTP/1.0 407 Proxy Authentication Required\r\n\r\n").unwrap(),
-            ConnectAnswer::AuthRequired
+            ConnectAnswer::AuthRequired(407)
+        );
+        assert_eq!(
+            parse_connect_answer(b"HTTP/1.0 401 Unauthorized\r\nContent-Length: 3\r\n\r\n")
+                .unwrap(),
+            ConnectAnswer::AuthRequired(401),
+            "tinyproxy answers a CONNECT without credentials with 401"
         );
         for (s, retry) in [(403, true), (502, true), (503, true), (400, false)] {
             let a = format!("HTTP/1.1 {s} No\r\n\r\n");

@@ -83,6 +83,22 @@ pub enum Failure {
     LocalRead,
     /// The local file changed (length, mtime or inode) while uploading.
     SourceChanged,
+    /// The HTTP proxy could not be used (see [`ProxyFailure`]); the endpoint was not reached.
+    Proxy(ProxyFailure),
+}
+
+/// How the proxy in front of the endpoint failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyFailure {
+    /// The proxy's name does not resolve, or no address accepts a connection.
+    Unreachable,
+    /// The proxy answered `CONNECT` with 407 (or 401, as tinyproxy does): it wants other
+    /// credentials (configuration).
+    AuthRequired(u16),
+    /// The proxy refused the tunnel with this status (403, 502, 503, ...).
+    Refused(u16),
+    /// The proxy's answer to `CONNECT` was not HTTP, or too long.
+    Malformed,
 }
 
 /// What to do about a [`Failure`].
@@ -163,6 +179,14 @@ pub fn classify(op: Op, failure: &Failure) -> Verdict {
         | Failure::Malformed
         | Failure::CrcMismatch => Verdict::Retry,
         Failure::TlsCertificate | Failure::LocalRead | Failure::SourceChanged => Verdict::Fatal,
+        Failure::Proxy(p) => match p {
+            ProxyFailure::AuthRequired(_) => Verdict::Fatal,
+            // A proxy that refuses the tunnel is retried: 403 and 5xx are how proxies say
+            // "upstream unreachable" or "busy"; the retry budget bounds it.
+            ProxyFailure::Unreachable | ProxyFailure::Refused(_) | ProxyFailure::Malformed => {
+                Verdict::Retry
+            }
+        },
         Failure::Status { status, code } => classify_status(op, *status, code_of(code)),
     }
 }

@@ -33,6 +33,8 @@ upload options:
   --jobs N              parts in flight (default 1)
   --checkpoint-dir DIR  default $XDG_STATE_HOME/ossup, else ~/.local/state/ossup
   --ca-file PEM         also trust these CA certificates (verification is always on)
+  --proxy URL           tunnel through this HTTP(S) proxy (default: HTTPS_PROXY etc.,
+                        NO_PROXY honoured);  --no-proxy  connect directly
   --content-type T      Content-Type of the object
   --meta K=V            user metadata (repeatable)
   --storage-class C     storage class;  --acl ACL  object ACL
@@ -85,6 +87,10 @@ pub struct Common {
     pub jobs: Option<String>,
     pub checkpoint_dir: Option<PathBuf>,
     pub ca_file: Option<PathBuf>,
+    /// `--proxy URL`.
+    pub proxy: Option<String>,
+    /// `--no-proxy`.
+    pub no_proxy: bool,
     pub content_type: Option<String>,
     pub meta: Vec<(String, String)>,
     pub storage_class: Option<String>,
@@ -320,6 +326,8 @@ fn common_flag(p: &mut lexopt::Parser, c: &mut Common, flag: &str) -> Result<(),
         "--jobs" | "-j" => c.jobs = Some(val()?),
         "--checkpoint-dir" => c.checkpoint_dir = Some(val()?.into()),
         "--ca-file" => c.ca_file = Some(val()?.into()),
+        "--proxy" => c.proxy = Some(val()?),
+        "--no-proxy" => c.no_proxy = true,
         "--content-type" => c.content_type = Some(val()?),
         "--meta" => {
             let kv = val()?;
@@ -537,6 +545,18 @@ pub fn build_config_with(c: &Common, board: &Board) -> Result<Config, BuildError
         cfg.retry_for = if v == Duration::ZERO { None } else { Some(v) };
     }
     cfg.ca_file = c.ca_file.clone();
+    cfg.proxy = if c.no_proxy {
+        ossup::proto::proxy::ProxySetting::Disabled
+    } else if let Some(u) = &c.proxy {
+        ossup::proto::proxy::ProxyUrl::parse(u).map_err(|e| usage(format!("--proxy: {e}")))?;
+        ossup::proto::proxy::ProxySetting::Explicit(u.clone())
+    } else if let Some(u) = &board.proxy {
+        ossup::proto::proxy::ProxyUrl::parse(u)
+            .map_err(|e| BuildError::Config(format!("board key proxy: {e}")))?;
+        ossup::proto::proxy::ProxySetting::Explicit(u.clone())
+    } else {
+        ossup::proto::proxy::ProxySetting::FromEnv
+    };
     cfg.content_md5 = c.content_md5;
     cfg.wait_for_lock = c.wait;
     cfg.object.content_type = c.content_type.clone();

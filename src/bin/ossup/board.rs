@@ -34,6 +34,8 @@ pub struct Board {
     pub region: Option<String>,
     /// Endpoint URL.
     pub endpoint: Option<String>,
+    /// HTTP(S) proxy URL, e.g. `"http://user:pass@10.0.0.1:3128"` (overrides the environment).
+    pub proxy: Option<String>,
     /// `watch --compress` globs, e.g. `["*.log", "*.csv"]`.
     pub compress: Vec<String>,
 }
@@ -109,6 +111,7 @@ pub fn parse(text: &str) -> Result<Board, String> {
             "retry_for" => &mut b.retry_for,
             "region" => &mut b.region,
             "endpoint" => &mut b.endpoint,
+            "proxy" => &mut b.proxy,
             "compress" => {
                 if !b.compress.is_empty() {
                     return Err(format!("line {lineno}: {k} is set twice"));
