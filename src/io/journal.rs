@@ -18,9 +18,13 @@
 //!
 //! Locking: `<journal>.lock` (same name, extension `.lock`) is held with `flock(LOCK_EX)` for as
 //! long as a [`Lock`] lives; the kernel releases it when the process dies, so a crash never
-//! leaves a stale lock. Lock files are deliberately never deleted: unlinking a file another
-//! process is about to lock would let two processes each hold a lock on a different inode. The
-//! cost is one small file per journal name left in the journal directory.
+//! leaves a stale lock. When an upload is done its lock file is removed ([`Lock::remove`]),
+//! so that a busy gateway does not collect one file per file it ever uploaded. Removing is
+//! safe because of a rule both sides follow: the holder unlinks the name *while it still holds
+//! the lock*, and whoever takes a lock re-checks, after `flock` succeeds, that the name still
+//! leads to the inode it locked (same device and inode); if not, it locked a file that is gone
+//! and starts over with a fresh open. So two processes can never each hold a lock on a
+//! different inode under the same name.
 //!
 //! All calls here are blocking: they are a few small writes and fsyncs on local storage per part
 //! (see `io` module docs).
@@ -208,6 +212,20 @@ fn open_lock_file(journal_path: &Path) -> io::Result<File> {
     fsafe::open_or_create(&lock_path(journal_path), 0o600)
 }
 
+/// Most attempts [`Lock::acquire`] makes when the lock file keeps being removed under it.
+const MAX_LOCK_RETRIES: usize = 100;
+
+/// True if `path` (not followed if a link) still names the inode `file` has open.
+fn still_linked(file: &File, path: &Path) -> io::Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let ours = file.metadata()?;
+    match std::fs::symlink_metadata(path) {
+        Ok(m) => Ok(m.dev() == ours.dev() && m.ino() == ours.ino()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// The PID recorded in a lock file, if it holds one.
 fn read_pid(file: &File) -> Option<u32> {
     let mut text = String::new();
@@ -222,18 +240,41 @@ impl Lock {
     /// thread** until it is free (use [`Lock::acquire_async`] from async code).
     /// On success our PID is written into the lock file for `ossup status` and error messages.
     pub fn acquire(journal_path: &Path, wait: bool) -> Result<Lock, LockError> {
-        let file = open_lock_file(journal_path).map_err(LockError::Io)?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) if wait => file.lock().map_err(LockError::Io)?,
-            Err(TryLockError::WouldBlock) => {
-                return Err(LockError::Held {
-                    pid: read_pid(&file),
-                })
+        let path = lock_path(journal_path);
+        // Each retry means another process removed the lock file between our open and our
+        // lock: bounded, since that needs a whole upload to finish in between.
+        for _ in 0..MAX_LOCK_RETRIES {
+            let file = open_lock_file(journal_path).map_err(LockError::Io)?;
+            match file.try_lock() {
+                Ok(()) => {}
+                Err(TryLockError::WouldBlock) if wait => file.lock().map_err(LockError::Io)?,
+                Err(TryLockError::WouldBlock) => {
+                    return Err(LockError::Held {
+                        pid: read_pid(&file),
+                    })
+                }
+                Err(TryLockError::Error(e)) => return Err(LockError::Io(e)),
             }
-            Err(TryLockError::Error(e)) => return Err(LockError::Io(e)),
+            if still_linked(&file, &path).map_err(LockError::Io)? {
+                return Lock::after_locking(file, journal_path);
+            }
         }
-        Lock::after_locking(file, journal_path)
+        Err(LockError::Io(io::Error::other(format!(
+            "{} was replaced {MAX_LOCK_RETRIES} times while locking it",
+            path.display()
+        ))))
+    }
+
+    /// Releases the lock and removes its file (after the upload is done). The name is unlinked
+    /// while the lock is still held, and only if it still leads to our inode; see the module
+    /// docs for why that is safe. Best effort: a failure leaves the file, which is harmless.
+    pub fn remove(self) {
+        if still_linked(&self._file, &self.path).unwrap_or(false)
+            && std::fs::remove_file(&self.path).is_ok()
+        {
+            let _ = sync_parent(&self.path);
+        }
+        drop(self);
     }
 
     /// Like [`Lock::acquire`] with `wait == true`, but waits by polling (every 50 ms up to
@@ -676,8 +717,50 @@ mod tests {
         assert_eq!(Lock::is_held(&p), None);
         let again = Lock::acquire(&p, false).unwrap();
         drop(again);
-        // The lock file stays (see module docs).
+        // Dropping keeps the file; removing deletes it, and the next lock makes a new one.
         assert!(lock_path(&p).exists());
+        Lock::acquire(&p, false).unwrap().remove();
+        assert!(!lock_path(&p).exists());
+        assert_eq!(Lock::is_held(&p), None);
+        let again = Lock::acquire(&p, false).unwrap();
+        assert!(lock_path(&p).exists());
+        // A handle that was opened before the remove locks a file that is gone: it does not
+        // exclude a new holder, which is why acquire re-checks the inode after locking.
+        let stale = File::open(lock_path(&p)).unwrap();
+        again.remove();
+        stale.try_lock().unwrap();
+        let fresh = Lock::acquire(&p, false).unwrap();
+        drop(stale);
+        drop(fresh);
+    }
+
+    /// Item 19: lock files are removed after use, and the remove/re-check protocol keeps the
+    /// lock exclusive while several threads lock, work and remove in a loop.
+    #[test]
+    fn removing_lock_files_keeps_the_lock_exclusive() {
+        use std::sync::atomic::AtomicBool;
+        use std::sync::Arc;
+        let d = TempDir::new();
+        let p = Arc::new(d.0.join("j.ossup"));
+        let inside = Arc::new(AtomicBool::new(false));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let (p, inside) = (p.clone(), inside.clone());
+                std::thread::spawn(move || {
+                    for _ in 0..200 {
+                        let l = Lock::acquire(&p, true).unwrap();
+                        assert!(!inside.swap(true, Ordering::SeqCst), "two holders at once");
+                        std::thread::yield_now();
+                        inside.store(false, Ordering::SeqCst);
+                        l.remove();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert!(!lock_path(&p).exists());
     }
 
     #[test]
