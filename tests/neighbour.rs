@@ -370,3 +370,123 @@ fn second_user_cannot_make_watch_upload_a_root_only_file() {
         b"root-only secret: do not overwrite or upload\n"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Item 19: lock files do not pile up
+
+/// The `.lock` files in `dir`.
+fn lock_files(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "lock"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Every finished upload removes its lock file: after 40 files through `watch` and 5 through
+/// `upload`, the checkpoint directory holds only the watcher's own (one per spool) lock.
+#[test]
+fn finished_uploads_leave_no_lock_files() {
+    let t = TempDir::new("nb-no-locks");
+    let server = start_server(&t.join("store"));
+    let ep = endpoint(server.addr());
+    let spool = t.join("spool");
+    fs::create_dir(&spool).unwrap();
+    for i in 0..40 {
+        write_file(&spool.join(format!("f{i}.bin")), 100 + i, i as u64);
+    }
+    watch_once(&t, &ep, &spool, &[]).expect_code(0);
+    for i in 0..40 {
+        assert!(read_object(&t.join("store"), BUCKET, &format!("in/f{i}.bin")).is_some());
+    }
+    let ckpt = t.join("ckpt");
+    let locks = lock_files(&ckpt);
+    assert_eq!(locks.len(), 1, "{locks:?}");
+    let name = locks[0].file_name().unwrap().to_string_lossy().into_owned();
+    assert!(name.starts_with("watch-"), "{name}");
+    for i in 0..5 {
+        let file = t.join(format!("u{i}.bin"));
+        write_file(&file, 3000, 50 + i);
+        upload(&ep, &file, &format!("u/{i}"), &ckpt)
+            .run()
+            .expect_code(0);
+    }
+    assert_eq!(lock_files(&ckpt), locks);
+    assert!(journals(&ckpt).is_empty());
+}
+
+/// Child half of `lock_removal_keeps_two_processes_from_both_holding`: run only when the parent
+/// re-executes this test binary with `OSSUP_LOCK_CHILD` set.
+#[test]
+fn lock_child_process() {
+    let Ok(spec) = std::env::var("OSSUP_LOCK_CHILD") else {
+        return;
+    };
+    let (journal, log) = spec.split_once('\n').unwrap();
+    let (journal, log) = (Path::new(journal), Path::new(log));
+    let me = std::process::id();
+    for round in 0..100 {
+        let lock = ossup::io::journal::Lock::acquire(journal, true).unwrap();
+        let mut f = fs::OpenOptions::new().append(true).open(log).unwrap();
+        std::io::Write::write_all(&mut f, format!("+{me}\n").as_bytes()).unwrap();
+        if round % 8 == 0 {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        std::io::Write::write_all(&mut f, format!("-{me}\n").as_bytes()).unwrap();
+        drop(f);
+        // Most rounds remove the file (as a finished upload does); some just release it.
+        if round % 5 == 4 {
+            drop(lock);
+        } else {
+            lock.remove();
+        }
+    }
+}
+
+/// Item 19, the race removal could open: four processes lock, work and remove the same lock
+/// file in a loop; the shared log shows that no two were ever inside at once.
+#[test]
+fn lock_removal_keeps_two_processes_from_both_holding() {
+    let t = TempDir::new("nb-lock-race");
+    let journal = t.join("j.ossup");
+    let log = t.join("log");
+    fs::write(&log, b"").unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let spec = format!("{}\n{}", journal.display(), log.display());
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            Command::new(&exe)
+                .args(["--exact", "lock_child_process", "--test-threads=1"])
+                .env("OSSUP_LOCK_CHILD", &spec)
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    for mut c in children {
+        loop {
+            if let Some(st) = c.try_wait().unwrap() {
+                assert!(st.success(), "child failed: {st}");
+                break;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = c.kill();
+                panic!("child did not finish in 60 s");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+    let text = fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 4 * 100 * 2);
+    for pair in lines.chunks(2) {
+        let (a, b) = (pair[0], pair[1]);
+        assert!(
+            a.starts_with('+') && b.starts_with('-') && a[1..] == b[1..],
+            "two holders at once: {a} then {b}"
+        );
+    }
+}

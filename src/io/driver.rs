@@ -174,7 +174,7 @@ pub async fn upload(
         part_size: geometry.part_size,
     };
 
-    let (jpath, _lock, mut journal, replay, waited, corrupt_set_aside) =
+    let (jpath, lock, mut journal, replay, waited, corrupt_set_aside) =
         open_checkpoint(cfg, &abs, dest).await?;
     let tls = tls_for(cfg)?;
     let proxy = proxy_for(cfg)?;
@@ -372,6 +372,7 @@ pub async fn upload(
                     source: e,
                 })?;
             }
+            release(lock, &jpath);
             shared.done.set(source.len());
             shared.report();
             Ok(u)
@@ -385,6 +386,7 @@ pub async fn upload(
                     let _ = j.remove();
                 }
             }
+            release(lock, &jpath);
             Err(give_up_error(g, &shared, path))
         }
     }
@@ -912,7 +914,7 @@ pub async fn abort(cfg: &Config, file: &Path, dest: &Destination) -> Result<Vec<
     cfg.validate()?;
     dest.validate()?;
     let abs = crate::io::journal::canonical_path(file);
-    let (jpath, _lock, journal, replay, _, _) = open_checkpoint(cfg, &abs, dest).await?;
+    let (jpath, lock, journal, replay, _, _) = open_checkpoint(cfg, &abs, dest).await?;
     let mut ids: Vec<String> = Vec::new();
     if let Some(r) = &replay {
         for rec in &r.records {
@@ -1017,5 +1019,16 @@ pub async fn abort(cfg: &Config, file: &Path, dest: &Destination) -> Result<Vec<
             source: e,
         })?;
     }
+    release(lock, &jpath);
     Ok(ids)
+}
+
+/// Releases the lock of `jpath`, removing its lock file when no journal is left there (the
+/// upload is done or nothing was worth keeping), so that finished uploads leave no files
+/// (issue 11 item 19). A kept journal keeps its lock file: it is still in use.
+fn release(lock: Lock, jpath: &Path) {
+    match std::fs::symlink_metadata(jpath) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => lock.remove(),
+        _ => drop(lock),
+    }
 }

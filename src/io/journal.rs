@@ -206,10 +206,27 @@ pub struct Lock {
     path: PathBuf,
 }
 
-/// Opens (creating if needed) the lock file for `journal_path`, without truncating it.
-/// Never follows a symbolic link and refuses a file that is not a plain file of ours.
-fn open_lock_file(journal_path: &Path) -> io::Result<File> {
-    fsafe::open_or_create(&lock_path(journal_path), 0o600)
+/// Opens (creating if needed) the lock file `path`, without truncating it. Never follows a
+/// symbolic link and refuses a file that is not a plain file of ours. `None` when another
+/// process removed it while we opened it (gone before the open, or opened but unlinked):
+/// the caller starts over.
+fn open_lock_file(path: &Path) -> io::Result<Option<File>> {
+    use std::os::unix::fs::MetadataExt;
+    let file = match fsafe::create_new(path, 0o600) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => match fsafe::open_rw(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        },
+        Err(e) => return Err(e),
+    };
+    match fsafe::check_state_file(&file, path) {
+        Ok(()) => Ok(Some(file)),
+        // Unlinked since the open (a link count that only falls to 0 this way).
+        Err(_) if file.metadata()?.nlink() == 0 => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// Most attempts [`Lock::acquire`] makes when the lock file keeps being removed under it.
@@ -244,7 +261,9 @@ impl Lock {
         // Each retry means another process removed the lock file between our open and our
         // lock: bounded, since that needs a whole upload to finish in between.
         for _ in 0..MAX_LOCK_RETRIES {
-            let file = open_lock_file(journal_path).map_err(LockError::Io)?;
+            let Some(file) = open_lock_file(&path).map_err(LockError::Io)? else {
+                continue;
+            };
             match file.try_lock() {
                 Ok(()) => {}
                 Err(TryLockError::WouldBlock) if wait => file.lock().map_err(LockError::Io)?,
