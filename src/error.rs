@@ -109,10 +109,12 @@ pub enum Error {
         /// The proxy's status (407, or 401 from some proxies).
         status: u16,
     },
-    /// The TLS peer could not be verified.
+    /// The TLS peer could not be verified, or no TLS handshake with it is possible.
     Tls {
         /// What failed.
         op: Op,
+        /// What is wrong (issuer, names, dates and the local clock, ...); may be empty.
+        detail: String,
     },
     /// Retryable failures went on for longer than the retry budget. State is kept.
     GaveUp {
@@ -249,10 +251,11 @@ impl fmt::Display for Error {
                 f,
                 "the proxy {proxy} refused to open a tunnel without valid credentials (HTTP {status})"
             ),
-            Error::Tls { op } => write!(
+            Error::Tls { op, detail } if detail.is_empty() => write!(
                 f,
                 "{op}: the server's TLS certificate could not be verified"
             ),
+            Error::Tls { op, detail } => write!(f, "{op}: {detail}"),
             Error::GaveUp {
                 op,
                 failure,

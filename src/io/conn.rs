@@ -98,10 +98,12 @@ pub(crate) async fn race_connect(
 pub fn tls_config(extra_ca_pem: Option<&[u8]>) -> Result<Arc<ClientConfig>, String> {
     let mut roots = RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    let mut pinned = Vec::new();
     if let Some(pem) = extra_ca_pem {
         let mut added = 0usize;
         for cert in CertificateDer::pem_slice_iter(pem) {
             let cert = cert.map_err(|e| format!("CA bundle: cannot parse PEM: {e}"))?;
+            pinned.push(cert.clone());
             roots.add(cert).map_err(|e| {
                 format!(
                     "CA bundle: certificate {} is not a usable CA: {e}",
@@ -123,12 +125,239 @@ pub fn tls_config(extra_ca_pem: Option<&[u8]>) -> Result<Arc<ClientConfig>, Stri
         key_provider: &NoClientKeys,
         ..rustls::crypto::ring::default_provider()
     });
+    let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .map_err(|e| format!("TLS setup: {e}"))?;
+    let verifier = Arc::new(Verifier { inner, pinned });
     let config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS setup: {e}"))?
-        .with_root_certificates(roots)
+        // Not a relaxation: `Verifier` is webpki's verifier, plus one exception (a pinned
+        // certificate, byte-identical to one the user gave, valid for the name and date).
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
     Ok(Arc::new(config))
+}
+
+/// webpki's server certificate verification, with errors that say what is wrong (issuer,
+/// names, dates and the local clock) and one addition: a server certificate byte-identical to
+/// one in `--ca-file` is accepted when webpki refuses it only for being a CA used as an end
+/// entity (what `openssl req -x509` makes by default) or for its unknown issuer, and it is
+/// valid for the server name and the current time. Handshake signatures are always checked
+/// (by webpki) against the presented certificate's key.
+#[derive(Debug)]
+struct Verifier {
+    inner: Arc<rustls::client::WebPkiServerVerifier>,
+    /// The certificates of `--ca-file`, DER.
+    pinned: Vec<CertificateDer<'static>>,
+}
+
+/// A certificate failure explained for a person (carried inside the rustls error).
+#[derive(Debug)]
+struct Explained(String);
+
+impl std::fmt::Display for Explained {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Explained {}
+
+/// Whether webpki's `e` is one the pinning exception may override.
+fn pin_may_override(e: &rustls::Error) -> bool {
+    use rustls::CertificateError as C;
+    match e {
+        rustls::Error::InvalidCertificate(C::UnknownIssuer) => true,
+        rustls::Error::InvalidCertificate(C::Other(o)) => matches!(
+            o.0.downcast_ref::<webpki::Error>(),
+            Some(webpki::Error::CaUsedAsEndEntity)
+        ),
+        _ => false,
+    }
+}
+
+/// One line saying why the certificate of `host` is refused.
+fn explain(e: &rustls::Error, ee: &[u8], now: i64, host: &str, pinned: bool) -> String {
+    use crate::proto::time::rfc1123;
+    use crate::proto::x509;
+    use rustls::CertificateError as C;
+    let facts = x509::facts(ee);
+    let clock = |nb: i64| {
+        if x509::clock_probably_wrong(now, nb) {
+            " (the local clock is probably wrong: a board without a real-time clock? set the \
+             time or run NTP)"
+        } else {
+            ""
+        }
+    };
+    let ce = match e {
+        rustls::Error::InvalidCertificate(ce) => ce,
+        other => return format!("TLS certificate of {host} refused: {other}"),
+    };
+    match ce {
+        C::UnknownIssuer => {
+            let issuer = facts.map(|f| f.issuer_cn).unwrap_or_default();
+            format!(
+                "unknown issuer: the TLS certificate of {host} was issued by \"{issuer}\", which \
+                 is not a trusted CA (add that CA to --ca-file)"
+            )
+        }
+        C::NotValidForNameContext { presented, .. } => {
+            let names: Vec<String> = presented
+                .iter()
+                .take(8)
+                .map(|n| n.chars().take(80).flat_map(char::escape_debug).collect())
+                .collect();
+            format!(
+                "name mismatch: the TLS certificate is for {}, not {host}",
+                names.join(", ")
+            )
+        }
+        C::NotValidForName => format!("name mismatch: the TLS certificate is not for {host}"),
+        C::ExpiredContext { time, not_after } => format!(
+            "the TLS certificate of {host} expired on {}; the local clock says {}",
+            rfc1123(not_after.as_secs() as i64),
+            rfc1123(time.as_secs() as i64)
+        ),
+        C::NotValidYetContext { time, not_before } => {
+            let nb = not_before.as_secs() as i64;
+            format!(
+                "the TLS certificate of {host} is not valid before {}; the local clock says {}{}",
+                rfc1123(nb),
+                rfc1123(time.as_secs() as i64),
+                clock(nb)
+            )
+        }
+        C::Expired | C::NotValidYet => match facts {
+            Some(f) => format!(
+                "the TLS certificate of {host} is valid from {} to {}; the local clock says {}{}",
+                rfc1123(f.not_before),
+                rfc1123(f.not_after),
+                rfc1123(now),
+                clock(f.not_before)
+            ),
+            None => format!("the TLS certificate of {host} is outside its validity dates"),
+        },
+        _ if pin_may_override(e) && !pinned => format!(
+            "the TLS certificate of {host} is a CA certificate (CA:TRUE), refused as a server \
+             certificate; if it is self-signed (openssl req -x509 makes such), put that very \
+             certificate in --ca-file to pin it"
+        ),
+        other => format!("the TLS certificate of {host} is not trusted: {other:?}"),
+    }
+}
+
+/// A certificate error carrying its explanation.
+fn explained(msg: String) -> rustls::Error {
+    rustls::Error::InvalidCertificate(rustls::CertificateError::Other(rustls::OtherError(
+        Arc::new(Explained(msg)),
+    )))
+}
+
+impl rustls::client::danger::ServerCertVerifier for Verifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        let e = match self.inner.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        ) {
+            Ok(v) => return Ok(v),
+            Err(e) => e,
+        };
+        let host = server_name.to_str();
+        let t = now.as_secs() as i64;
+        let pinned = self
+            .pinned
+            .iter()
+            .any(|c| c.as_ref() == end_entity.as_ref());
+        if pinned && pin_may_override(&e) {
+            let name_ok = webpki::EndEntityCert::try_from(end_entity)
+                .map(|c| c.verify_is_valid_for_subject_name(server_name).is_ok())
+                .unwrap_or(false);
+            let facts = crate::proto::x509::facts(end_entity);
+            return match facts {
+                _ if !name_ok => Err(explained(format!(
+                    "name mismatch: the pinned TLS certificate is not for {host}"
+                ))),
+                Some(f) if f.not_before <= t && t <= f.not_after => {
+                    Ok(rustls::client::danger::ServerCertVerified::assertion())
+                }
+                Some(f) => {
+                    let ctx = if t < f.not_before {
+                        rustls::CertificateError::NotValidYetContext {
+                            time: now,
+                            not_before: rustls::pki_types::UnixTime::since_unix_epoch(
+                                Duration::from_secs(f.not_before.max(0) as u64),
+                            ),
+                        }
+                    } else {
+                        rustls::CertificateError::ExpiredContext {
+                            time: now,
+                            not_after: rustls::pki_types::UnixTime::since_unix_epoch(
+                                Duration::from_secs(f.not_after.max(0) as u64),
+                            ),
+                        }
+                    };
+                    let e = rustls::Error::InvalidCertificate(ctx);
+                    Err(explained(explain(&e, end_entity, t, &host, true)))
+                }
+                None => Err(explained(format!(
+                    "the pinned TLS certificate of {host} cannot be read"
+                ))),
+            };
+        }
+        let msg = explain(&e, end_entity, t, &host, pinned);
+        log::debug!("{msg}");
+        Err(explained(msg))
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// The explanation of a failed handshake, for the error line: the certificate's
+/// [`Explained`] text, or the rustls error for other handshake failures.
+pub fn tls_detail(e: &io::Error) -> Option<String> {
+    let tls = rustls_error(e)?;
+    if let rustls::Error::InvalidCertificate(rustls::CertificateError::Other(o)) = tls {
+        if let Some(x) = o.0.downcast_ref::<Explained>() {
+            return Some(x.0.clone());
+        }
+    }
+    Some(format!("TLS handshake failed: {tls}"))
 }
 
 /// A [`rustls::crypto::KeyProvider`] that loads no keys (the client has no certificate).
@@ -225,7 +454,9 @@ pub fn classify_io(e: &io::Error) -> Failure {
         return match tls {
             rustls::Error::InvalidCertificate(_)
             | rustls::Error::NoCertificatesPresented
-            | rustls::Error::InvalidCertRevocationList(_) => Failure::TlsCertificate,
+            | rustls::Error::InvalidCertRevocationList(_)
+            // No protocol version or cipher suite in common: no retry changes that.
+            | rustls::Error::PeerIncompatible(_) => Failure::TlsCertificate,
             _ => Failure::Tls,
         };
     }
@@ -287,13 +518,33 @@ async fn tcp_connect(
     Ok((tcp, peer))
 }
 
+/// Why a connection could not be made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectError {
+    /// The failure, for the retry rules.
+    pub failure: Failure,
+    /// For a failed TLS handshake, what is wrong, for a person: unknown issuer (with its
+    /// name), name mismatch (with the certificate's names), dates (with the local clock), a CA
+    /// used as a server certificate (with the `--ca-file` pinning hint), or the handshake error.
+    pub detail: Option<String>,
+}
+
+impl From<Failure> for ConnectError {
+    fn from(failure: Failure) -> Self {
+        ConnectError {
+            failure,
+            detail: None,
+        }
+    }
+}
+
 /// The TLS handshake over `io`, bounded by the connect timeout.
 async fn handshake<S>(
     config: &Arc<ClientConfig>,
     name: ServerName<'static>,
     io: S,
     spec: &ConnectSpec,
-) -> Result<futures_rustls::client::TlsStream<S>, Failure>
+) -> Result<futures_rustls::client::TlsStream<S>, ConnectError>
 where
     S: futures_lite::AsyncRead + futures_lite::AsyncWrite + Unpin,
 {
@@ -302,7 +553,10 @@ where
         .await
         .map_err(|e| {
             log::debug!("TLS handshake for {}: {e}", spec.host);
-            classify_io(&e)
+            ConnectError {
+                failure: classify_io(&e),
+                detail: tls_detail(&e),
+            }
         })
 }
 
@@ -374,6 +628,12 @@ impl Conn {
     /// address accepts (refused, unreachable, or the connect timed out); then the handshake's
     /// failure as classified by [`classify_io`] (a stalled handshake is [`Failure::TimedOut`]).
     pub async fn connect(spec: &ConnectSpec) -> Result<Conn, Failure> {
+        Self::connect_explained(spec).await.map_err(|e| e.failure)
+    }
+
+    /// [`Conn::connect`], with the explanation of a failed TLS handshake (see
+    /// [`ConnectError::detail`]) for the error line a person reads.
+    pub async fn connect_explained(spec: &ConnectSpec) -> Result<Conn, ConnectError> {
         let server_name = match &spec.tls {
             Some(_) => Some(
                 ServerName::try_from(bare_host(&spec.host).to_string())

@@ -59,6 +59,8 @@ struct Shared<'a> {
     progress: RefCell<&'a mut dyn FnMut(u64, u64)>,
     /// The last service error seen.
     last_service: RefCell<Option<LastService>>,
+    /// What was wrong with the last failed TLS handshake.
+    last_tls: RefCell<Option<String>>,
 }
 
 impl Shared<'_> {
@@ -226,6 +228,7 @@ pub async fn upload(
         reported: Cell::new(None),
         progress: RefCell::new(progress),
         last_service: RefCell::new(None),
+        last_tls: RefCell::new(None),
     };
     let buffer_size = cfg.buffer_size.max(MIN_BUFFER);
     let mut free: Vec<Job> = (0..cfg.jobs as usize)
@@ -564,7 +567,10 @@ fn give_up_error(g: GiveUp, shared: &Shared<'_>, path: &Path) -> Error {
         GiveUp::Fatal {
             op,
             failure: Failure::TlsCertificate,
-        } => Error::Tls { op },
+        } => Error::Tls {
+            op,
+            detail: shared.last_tls.borrow().clone().unwrap_or_default(),
+        },
         GiveUp::Fatal {
             failure: Failure::Proxy(crate::proto::retry::ProxyFailure::AuthRequired(status)),
             ..
@@ -738,7 +744,12 @@ async fn send_call(
             connect_timeout: cfg.timeouts.connect,
             proxy: shared.proxy.clone(),
         };
-        job.conn = Some(Conn::connect(&spec).await?);
+        job.conn = Some(Conn::connect_explained(&spec).await.map_err(|e| {
+            if e.detail.is_some() {
+                *shared.last_tls.borrow_mut() = e.detail;
+            }
+            e.failure
+        })?);
     }
     let conn = job.conn.as_mut().expect("connected above");
     let body = match &head.body {
@@ -944,6 +955,7 @@ pub async fn abort(cfg: &Config, file: &Path, dest: &Destination) -> Result<Vec<
         reported: Cell::new(None),
         progress: RefCell::new(&mut noop),
         last_service: RefCell::new(None),
+        last_tls: RefCell::new(None),
     };
     let offset = replay
         .as_ref()

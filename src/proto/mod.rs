@@ -25,6 +25,7 @@ pub mod spool;
 pub mod staging;
 pub mod time;
 pub mod upload;
+pub mod x509;
 pub mod xml;
 
 pub use op::Op;
