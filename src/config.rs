@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::proto::geometry::{MAX_PART_SIZE, MIN_PART_SIZE};
-use crate::proto::request::ObjectHeaders;
+use crate::proto::request::{check_header_value, ObjectHeaders};
 use crate::proto::retry::Backoff;
 use crate::proto::sign::{Credentials, Scheme};
 
@@ -56,6 +56,14 @@ impl Endpoint {
             ));
         };
         let authority = rest.strip_suffix('/').unwrap_or(rest);
+        if authority
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace())
+        {
+            return err(format!(
+                "endpoint {url:?} contains a control character or white space"
+            ));
+        }
         if authority.is_empty() || authority.contains(['/', '?', '#', '@', ' ']) {
             return err(format!(
                 "endpoint {url:?} must be scheme://host[:port] with no path or user"
@@ -297,6 +305,22 @@ impl Config {
         {
             return err("missing credentials: set OSS_ACCESS_KEY_ID and OSS_ACCESS_KEY_SECRET");
         }
+        // A value that cannot be sent as a header fails now, not as a retried "malformed"
+        // request for the whole retry budget. The secret is never sent, only used as a key:
+        // a control character in it (a pasted newline) is an error, the value is not shown.
+        let creds = &self.credentials;
+        if let Err(p) = check_header_value(&creds.access_key_id) {
+            return err(format!("credentials: the access key id {p}"));
+        }
+        if creds.access_key_secret.chars().any(|c| c.is_control()) {
+            return err("credentials: the access key secret contains a control character");
+        }
+        if let Some(Err(p)) = creds.security_token.as_deref().map(check_header_value) {
+            return err(format!("credentials: the security token {p}"));
+        }
+        if let Err((field, p)) = self.object.check() {
+            return err(format!("object header {field} {p}"));
+        }
         if self.timeouts.connect.is_zero() || self.timeouts.idle.is_zero() {
             return err("timeouts must be positive");
         }
@@ -386,6 +410,9 @@ mod tests {
             "http://h:0",
             "http://h:99999",
             "http://[::1",
+            "http://h\r\nX-A: 1",
+            "http://exa\tmple.com",
+            "https://h\u{1}:443",
         ] {
             assert!(Endpoint::parse(bad).is_err(), "{bad}");
         }
@@ -459,6 +486,17 @@ mod tests {
         c.region = "CN Hangzhou".into();
         assert!(c.validate().is_err());
         c.region = "cn-hangzhou".into();
+        c.credentials.access_key_secret = "s\n".into();
+        let e = c.validate().unwrap_err().0;
+        assert!(e.contains("credentials") && !e.contains("s\n"), "{e}");
+        c.credentials.access_key_secret = "s".into();
+        c.credentials.security_token = Some("t\r\nx".into());
+        assert!(c.validate().unwrap_err().0.contains("security token"));
+        c.credentials.security_token = None;
+        c.object.meta = vec![("a".into(), "b\r\nc".into())];
+        assert!(c.validate().unwrap_err().0.contains("meta a"));
+        c.object.meta.clear();
+        assert!(c.validate().is_ok());
         c.credentials.access_key_secret.clear();
         assert!(c.validate().unwrap_err().0.contains("credentials"));
     }

@@ -123,6 +123,73 @@ pub struct ObjectHeaders {
     pub acl: Option<String>,
 }
 
+/// Why a header value cannot be sent as given (see [`check_header_value`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueProblem {
+    /// A control character other than tab inside (CR, LF, NUL, ESC, DEL...): it would split
+    /// or corrupt the request, so [`render`] refuses the head.
+    Control,
+    /// Leading or trailing space or tab: HTTP strips it, so the server would see (and sign)
+    /// a different value than the one given.
+    EdgeWhitespace,
+    /// A metadata key that is not letters, digits, `-` and `_` (it becomes a header name).
+    BadName,
+}
+
+impl core::fmt::Display for ValueProblem {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            ValueProblem::Control => {
+                "contains a control character (CR, LF or another byte below 0x20, or DEL)"
+            }
+            ValueProblem::EdgeWhitespace => {
+                "starts or ends with a space or tab (HTTP would strip it)"
+            }
+            ValueProblem::BadName => "is not a name of letters, digits, '-' and '_'",
+        })
+    }
+}
+
+/// Checks that `value` can be sent unchanged as an HTTP header value: no control character
+/// but tab ([`ValueProblem::Control`]) and no space or tab at either end
+/// ([`ValueProblem::EdgeWhitespace`]). Empty is fine. Bytes above 0x7F are passed (UTF-8
+/// metadata); the caller decides whether the field allows them.
+pub fn check_header_value(value: &str) -> Result<(), ValueProblem> {
+    if value.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7F) {
+        return Err(ValueProblem::Control);
+    }
+    let edge = |b: Option<&u8>| matches!(b, Some(b' ' | b'\t'));
+    if edge(value.as_bytes().first()) || edge(value.as_bytes().last()) {
+        return Err(ValueProblem::EdgeWhitespace);
+    }
+    Ok(())
+}
+
+impl ObjectHeaders {
+    /// Checks every value with [`check_header_value`]; on the first bad one returns which
+    /// field it is (`content-type`, `content-encoding`, `meta <key>`, `storage-class`, `acl`)
+    /// and why. Metadata keys must be non-empty letters, digits, `-` and `_`.
+    pub fn check(&self) -> Result<(), (String, ValueProblem)> {
+        let one = |field: &str, v: &Option<String>| match v {
+            Some(v) => check_header_value(v).map_err(|p| (field.to_string(), p)),
+            None => Ok(()),
+        };
+        one("content-type", &self.content_type)?;
+        one("content-encoding", &self.content_encoding)?;
+        for (k, v) in &self.meta {
+            let key_ok = !k.is_empty()
+                && k.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !key_ok {
+                return Err(("meta key".to_string(), ValueProblem::BadName));
+            }
+            check_header_value(v).map_err(|p| (format!("meta {k}"), p))?;
+        }
+        one("storage-class", &self.storage_class)?;
+        one("acl", &self.acl)
+    }
+}
+
 /// One operation, as the upload state machine asks for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Call {
@@ -1095,6 +1162,63 @@ mod tests {
             let mut big = vec![0u8; need + 10];
             assert_eq!(render(&head, &mut big), Ok(need));
         }
+    }
+
+    #[test]
+    fn header_values_checked_before_sending() {
+        assert_eq!(check_header_value(""), Ok(()));
+        assert_eq!(check_header_value("text/plain; charset=utf-8"), Ok(()));
+        assert_eq!(check_header_value("gate\t3 nörth"), Ok(()));
+        for bad in [
+            "a\r\nb",
+            "a\n",
+            "\r",
+            "a\0b",
+            "a\u{1b}[2J",
+            "x\u{7f}",
+            "\u{1}",
+        ] {
+            assert_eq!(
+                check_header_value(bad),
+                Err(ValueProblem::Control),
+                "{bad:?}"
+            );
+        }
+        for bad in [" a", "a ", "\ta", "a\t", " "] {
+            assert_eq!(
+                check_header_value(bad),
+                Err(ValueProblem::EdgeWhitespace),
+                "{bad:?}"
+            );
+        }
+        // Whatever passes the check renders (render applies the stricter of the two).
+        let mut o = ObjectHeaders {
+            content_type: Some("text/plain".into()),
+            meta: vec![("site".into(), "north".into())],
+            storage_class: Some("IA".into()),
+            acl: Some("private".into()),
+            content_encoding: None,
+        };
+        assert_eq!(o.check(), Ok(()));
+        o.acl = Some("private\r\nx-oss-meta-a: 1".into());
+        assert_eq!(o.check(), Err(("acl".into(), ValueProblem::Control)));
+        o.acl = None;
+        o.meta.push(("gw".into(), "a\nb".into()));
+        assert_eq!(o.check(), Err(("meta gw".into(), ValueProblem::Control)));
+        o.meta = vec![("a b".into(), "v".into())];
+        assert_eq!(o.check(), Err(("meta key".into(), ValueProblem::BadName)));
+        o.meta.clear();
+        o.storage_class = Some("IA ".into());
+        assert_eq!(
+            o.check(),
+            Err(("storage-class".into(), ValueProblem::EdgeWhitespace))
+        );
+        o.storage_class = None;
+        o.content_type = Some("text/\u{1}".into());
+        assert_eq!(
+            o.check(),
+            Err(("content-type".into(), ValueProblem::Control))
+        );
     }
 
     #[test]

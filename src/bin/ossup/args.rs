@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use lexopt::prelude::*;
 use ossup::config::{parse_duration, parse_rate, parse_size};
+use ossup::proto::request::check_header_value;
 use ossup::proto::sign::{Credentials, Scheme};
 use ossup::{Config, Destination, Endpoint};
 
@@ -470,7 +471,11 @@ pub fn build_config_with(c: &Common, board: &Board) -> Result<Config, BuildError
         .clone()
         .or_else(|| board.endpoint.clone())
         .unwrap_or_else(|| format!("https://oss-{region}.aliyuncs.com"));
-    let endpoint = Endpoint::parse(&endpoint_text).map_err(|e| usage(e.0))?;
+    let endpoint =
+        Endpoint::parse(&endpoint_text).map_err(|e| match (&c.endpoint, &board.endpoint) {
+            (None, Some(_)) => BuildError::Config(format!("board key endpoint: {}", e.0)),
+            _ => usage(format!("--endpoint: {}", e.0)),
+        })?;
 
     let (id_var, secret_var, token_var) = match scheme {
         Scheme::S3V4 if env("AWS_ACCESS_KEY_ID").is_some() => (
@@ -494,6 +499,39 @@ pub fn build_config_with(c: &Common, board: &Board) -> Result<Config, BuildError
         access_key_secret: secret,
         security_token: env(token_var),
     };
+    // Named by variable, the value never shown (it is a secret, or next to one).
+    let env_problem = |var: &str, p: String| {
+        BuildError::Config(format!(
+            "credentials: {var} {p}; the value is not shown (a pasted newline?)"
+        ))
+    };
+    if let Err(p) = check_header_value(&credentials.access_key_id) {
+        return Err(env_problem(id_var, p.to_string()));
+    }
+    if credentials.access_key_secret.chars().any(char::is_control) {
+        return Err(env_problem(
+            secret_var,
+            "contains a control character".to_string(),
+        ));
+    }
+    if let Some(Err(p)) = credentials
+        .security_token
+        .as_deref()
+        .map(check_header_value)
+    {
+        return Err(env_problem(token_var, p.to_string()));
+    }
+    // Object header flags: checked here so the error names the flag.
+    let flag_value = |flag: String, v: &Option<String>| match v.as_deref().map(check_header_value) {
+        Some(Err(p)) => Err(usage(format!("{flag}: the value {p}"))),
+        _ => Ok(()),
+    };
+    flag_value("--content-type".into(), &c.content_type)?;
+    for (k, v) in &c.meta {
+        flag_value(format!("--meta {k}"), &Some(v.clone()))?;
+    }
+    flag_value("--storage-class".into(), &c.storage_class)?;
+    flag_value("--acl".into(), &c.acl)?;
 
     let dir = c
         .checkpoint_dir
