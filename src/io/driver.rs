@@ -827,7 +827,16 @@ fn to_event(shared: &Shared<'_>, id: u64, call: &Call, resp: Response, local_crc
         local_time: unix_now(),
     };
     if (200..300).contains(&status) {
-        let etag = h.etag().unwrap_or_default().to_string();
+        // A 2xx to a write must carry the ETag the protocol requires, within bounds; one
+        // without it is malformed (never journaled, never sent back in a Complete).
+        let etag = h
+            .etag()
+            .filter(|e| xml::token_ok(e, xml::MAX_ETAG))
+            .map(str::to_string);
+        if etag.is_none() && matches!(call, Call::PutObject { .. } | Call::UploadPart { .. }) {
+            return malformed();
+        }
+        let etag = etag.unwrap_or_default();
         return match call {
             Call::PutObject { .. } => Event::Put {
                 id,
@@ -867,7 +876,10 @@ fn to_event(shared: &Shared<'_>, id: u64, call: &Call, resp: Response, local_crc
                         .and_then(|v| v.parse().ok())
                         .unwrap_or(0),
                     crc64: h.crc64(),
-                    etag: h.etag().map(str::to_string),
+                    etag: h
+                        .etag()
+                        .filter(|e| xml::token_ok(e, xml::MAX_ETAG))
+                        .map(str::to_string),
                 }),
             },
             Call::ListUploads { .. } => match xml::parse_list_uploads(&resp.body) {
@@ -899,7 +911,7 @@ fn service_failure(
         .and_then(time::parse_iso8601)
         .or_else(|| h.header("date").and_then(time::parse_rfc1123));
     let request_id = if svc.request_id.is_empty() {
-        h.request_id().unwrap_or_default().to_string()
+        xml::cut(h.request_id().unwrap_or_default(), xml::MAX_REQUEST_ID).to_string()
     } else {
         svc.request_id.clone()
     };

@@ -15,7 +15,15 @@
 //! the body is still being sent, which makes our write fail. In that case we still try, briefly,
 //! to read the response the server sent, and report it if it is an error status (best effort:
 //! after a TCP reset the kernel may already have discarded it, and then the write's failure is
-//! reported). `Expect: 100-continue` is not used, so interim 1xx responses are merely skipped.
+//! reported). `Expect: 100-continue` is not used, so interim 1xx responses are skipped, at most
+//! [`retry::MAX_INTERIM`] of them.
+//!
+//! Deadlines: besides the idle timeout on every read and write, each phase has a total
+//! deadline derived from its size at [`retry::DEADLINE_RATE`] (see
+//! [`retry::transfer_deadline_ms`]): the request (head and body; time spent waiting for the
+//! rate limiter is not counted), the response head (the wait for the first byte plus
+//! [`response::MAX_HEAD`] bytes), and the response body (its `Content-Length`, else the body
+//! limit). A peer that trickles bytes slower than that gets [`Failure::TimedOut`].
 
 use std::cell::RefCell;
 use std::sync::OnceLock;
@@ -102,6 +110,37 @@ impl ExchangeOpts<'_> {
     }
 }
 
+/// A total deadline for one phase of an exchange; waits are cut to what is left of it.
+struct Deadline {
+    at: Instant,
+}
+
+impl Deadline {
+    fn after(ms: u64) -> Deadline {
+        let now = Instant::now();
+        Deadline {
+            at: now
+                .checked_add(Duration::from_millis(ms))
+                .unwrap_or(now + Duration::from_secs(86_400 * 365)),
+        }
+    }
+
+    /// Moves the deadline later by `d` (time the exchange chose to wait, e.g. for pacing).
+    fn extend(&mut self, d: Duration) {
+        self.at = self.at.checked_add(d).unwrap_or(self.at);
+    }
+
+    /// `idle`, cut to the time left; [`Failure::TimedOut`] when none is.
+    fn wait(&self, idle: Duration) -> Result<Duration, Failure> {
+        let left = self.at.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            log::debug!("exchange deadline passed (peer slower than the minimum rate)");
+            return Err(Failure::TimedOut);
+        }
+        Ok(idle.min(left))
+    }
+}
+
 /// Maps a response parse error to a [`Failure`].
 fn parse_failure(e: ParseError) -> Failure {
     log::debug!("bad response: {e:?}");
@@ -177,25 +216,33 @@ async fn send(
     opts: &ExchangeOpts<'_>,
     progress: &mut dyn FnMut(u64),
 ) -> Result<u64, Failure> {
+    let total = head_len as u64 + body_len(&body);
+    let mut deadline = Deadline::after(retry::transfer_deadline_ms(
+        opts.idle.as_millis() as u64,
+        total,
+    ));
     let idle = opts.idle;
     match body {
         BodySource::None => {
-            conn.write_all(&buf[..head_len], idle).await?;
-            conn.flush(idle).await?;
+            conn.write_all(&buf[..head_len], deadline.wait(idle)?)
+                .await?;
+            conn.flush(deadline.wait(idle)?).await?;
             Ok(0)
         }
         BodySource::Bytes(bytes) => {
             // Head and a small body in one write when they fit: one TLS record, one segment.
             let crc = crate::proto::crc64::update(0, bytes);
-            pace(opts, bytes.len() as u64).await;
+            deadline.extend(pace(opts, bytes.len() as u64).await);
             if head_len + bytes.len() <= buf.len() {
                 buf[head_len..head_len + bytes.len()].copy_from_slice(bytes);
-                conn.write_all(&buf[..head_len + bytes.len()], idle).await?;
+                conn.write_all(&buf[..head_len + bytes.len()], deadline.wait(idle)?)
+                    .await?;
             } else {
-                conn.write_all(&buf[..head_len], idle).await?;
-                conn.write_all(bytes, idle).await?;
+                conn.write_all(&buf[..head_len], deadline.wait(idle)?)
+                    .await?;
+                conn.write_all(bytes, deadline.wait(idle)?).await?;
             }
-            conn.flush(idle).await?;
+            conn.flush(deadline.wait(idle)?).await?;
             Ok(crc)
         }
         BodySource::File {
@@ -203,7 +250,8 @@ async fn send(
             offset,
             len,
         } => {
-            conn.write_all(&buf[..head_len], idle).await?;
+            conn.write_all(&buf[..head_len], deadline.wait(idle)?)
+                .await?;
             let mut crc = crate::proto::crc64::Hasher::new();
             let mut done = 0u64;
             while done < len {
@@ -225,25 +273,28 @@ async fn send(
                 }
                 let chunk = &buf[..got];
                 crc.write(chunk);
-                pace(opts, got as u64).await;
-                conn.write_all(chunk, idle).await?;
+                deadline.extend(pace(opts, got as u64).await);
+                conn.write_all(chunk, deadline.wait(idle)?).await?;
                 done += got as u64;
                 progress(got as u64);
             }
-            conn.flush(idle).await?;
+            conn.flush(deadline.wait(idle)?).await?;
             Ok(crc.sum())
         }
     }
 }
 
-/// Waits as long as the limiter asks before sending `n` bytes.
-async fn pace(opts: &ExchangeOpts<'_>, n: u64) {
+/// Waits as long as the limiter asks before sending `n` bytes; returns how long that was.
+async fn pace(opts: &ExchangeOpts<'_>, n: u64) -> Duration {
     if let Some(limiter) = opts.limiter {
         let wait = limiter.borrow_mut().take(n, (opts.now_ms)());
         if wait > 0 {
-            Timer::after(Duration::from_millis(wait)).await;
+            let d = Duration::from_millis(wait);
+            Timer::after(d).await;
+            return d;
         }
     }
+    Duration::ZERO
 }
 
 /// Reads one final (non-1xx) response into `buf` and a bounded body vector.
@@ -254,13 +305,20 @@ async fn read_response(
     head_wait: Duration,
 ) -> Result<Response, Failure> {
     let idle = opts.idle;
+    let head_deadline = Deadline::after(retry::transfer_deadline_ms(
+        head_wait.as_millis() as u64,
+        response::MAX_HEAD as u64,
+    ));
+    let mut interim = 0u32;
     let mut filled = 0usize;
     let (head_end, mut head) = loop {
         // Parse whatever is buffered first: a final head may follow a 1xx in the same read.
         if filled > 0 {
             match response::try_head(&buf[..filled], opts.head_request).map_err(parse_failure)? {
                 Some((n, head)) if (100..200).contains(&head.status) => {
-                    if head.status == 101 {
+                    interim += 1;
+                    if head.status == 101 || interim > retry::MAX_INTERIM {
+                        log::debug!("interim response {} (#{interim}) refused", head.status);
                         return Err(Failure::Malformed);
                     }
                     buf.copy_within(n..filled, 0);
@@ -275,13 +333,23 @@ async fn read_response(
             return Err(Failure::Malformed);
         }
         let wait = if filled == 0 { head_wait } else { idle };
-        let n = conn.read(&mut buf[filled..], wait).await?;
+        let n = conn
+            .read(&mut buf[filled..], head_deadline.wait(wait)?)
+            .await?;
         if n == 0 {
             return Err(Failure::Reset);
         }
         filled += n;
     };
 
+    let expected = match head.framing {
+        response::Framing::Length(n) => n.min(opts.max_body as u64),
+        _ => opts.max_body as u64,
+    };
+    let body_deadline = Deadline::after(retry::transfer_deadline_ms(
+        idle.as_millis() as u64,
+        expected,
+    ));
     let mut decoder = BodyDecoder::new(head.framing, opts.max_body);
     let mut body = Vec::new();
     let mut leftover = false;
@@ -292,7 +360,7 @@ async fn read_response(
         leftover = true;
     }
     while !decoder.is_done() {
-        let n = conn.read(buf, idle).await?;
+        let n = conn.read(buf, body_deadline.wait(idle)?).await?;
         if n == 0 {
             // Completes a close-delimited body; any other unfinished body was cut short.
             decoder.eof().map_err(|e| {
@@ -502,6 +570,108 @@ mod tests {
         assert_eq!(r.head.request_id(), Some("R1"));
         assert_eq!(crc, crate::proto::crc64::update(0, b"hello"));
         assert!(r.reusable());
+    }
+
+    /// Runs one exchange against a server that answers with `head` and then trickles `trickle`
+    /// one byte every `every`; returns the result and how long the exchange took.
+    fn run_trickle(
+        head: &'static [u8],
+        trickle: &'static [u8],
+        every: Duration,
+        idle: Duration,
+    ) -> (Result<(Response, u64), Failure>, Duration) {
+        let (port, server) = spawn_server(1, move |mut s| {
+            let _ = read_request(&mut s);
+            if s.write_all(head).is_err() {
+                return;
+            }
+            for b in trickle.chunks(1) {
+                std::thread::sleep(every);
+                if s.write_all(b).and_then(|_| s.flush()).is_err() {
+                    return;
+                }
+            }
+        });
+        let started = Instant::now();
+        let r = smol::block_on(async {
+            let mut c = Conn::connect(&plain(port)).await.unwrap();
+            let mut buf = vec![0u8; 4096];
+            let h = b"POST /b/k?uploads HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n";
+            buf[..h.len()].copy_from_slice(h);
+            let opts = ExchangeOpts {
+                max_body: 64 * 1024,
+                ..ExchangeOpts::new(idle)
+            };
+            let body = BodySource::Bytes(b"hello");
+            exchange(&mut c, &mut buf, h.len(), body, &opts, &mut |_| {}).await
+        });
+        let took = started.elapsed();
+        server.join().unwrap();
+        (r, took)
+    }
+
+    #[test]
+    fn endless_interim_heads_are_malformed_not_a_spin() {
+        let (port, server) = spawn_server(1, |mut s| {
+            let _ = read_request(&mut s);
+            for _ in 0..10_000 {
+                if s.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").is_err() {
+                    return;
+                }
+            }
+        });
+        let r = smol::block_on(async {
+            let mut c = Conn::connect(&plain(port)).await.unwrap();
+            let mut buf = vec![0u8; 4096];
+            let h = b"GET /b/k HTTP/1.1\r\nHost: x\r\n\r\n";
+            buf[..h.len()].copy_from_slice(h);
+            let opts = ExchangeOpts::new(IDLE);
+            exchange(
+                &mut c,
+                &mut buf,
+                h.len(),
+                BodySource::None,
+                &opts,
+                &mut |_| {},
+            )
+            .await
+        });
+        server.join().unwrap();
+        assert_eq!(r.unwrap_err(), Failure::Malformed);
+        // A few interim heads are still fine.
+        static FEW: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 102 Processing\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+        assert_eq!(run(FEW, 7, false).unwrap().0.head.status, 200);
+    }
+
+    #[test]
+    fn a_trickled_body_ends_at_its_deadline_though_never_idle() {
+        // 4 KiB announced, one byte every 100 ms (never idle for 1 s): at the minimum rate
+        // the body may take 1 s + 4 KiB / 4 KiB/s = 2 s.
+        static TRICKLE: [u8; 120] = [b'a'; 120];
+        let (r, took) = run_trickle(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 4096\r\n\r\n",
+            &TRICKLE,
+            Duration::from_millis(100),
+            Duration::from_secs(1),
+        );
+        assert_eq!(r.unwrap_err(), Failure::TimedOut);
+        assert!(took >= Duration::from_millis(1900), "{took:?}");
+        assert!(took < Duration::from_secs(8), "{took:?}");
+    }
+
+    #[test]
+    fn a_trickled_head_ends_at_its_deadline_though_never_idle() {
+        // Head wait 1 s (+ drain of a 5-byte body) + 16 KiB / 4 KiB/s = about 5 s.
+        static TRICKLE: [u8; 150] = [b'a'; 150];
+        let (r, took) = run_trickle(
+            b"HTTP/1.1 200 OK\r\nx-pad: ",
+            &TRICKLE,
+            Duration::from_millis(100),
+            Duration::from_secs(1),
+        );
+        assert_eq!(r.unwrap_err(), Failure::TimedOut);
+        assert!(took >= Duration::from_millis(4900), "{took:?}");
+        assert!(took < Duration::from_secs(12), "{took:?}");
     }
 
     #[test]

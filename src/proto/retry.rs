@@ -253,6 +253,20 @@ pub fn response_wait_ms(idle_ms: u64, body_len: u64) -> u64 {
     idle_ms.saturating_add(drain)
 }
 
+/// The byte rate below which a response is abandoned: every response must arrive at least
+/// this fast on average (over its whole head and its body), whatever `--idle-timeout` is,
+/// so a server that trickles one byte per second cannot hold an exchange for hours.
+pub const DEADLINE_RATE: u64 = FLOOR_RATE / 4;
+
+/// Most interim (1xx) heads accepted before the final one in one exchange; more is malformed.
+pub const MAX_INTERIM: u32 = 8;
+
+/// The longest an exchange phase moving `bytes` may take, in milliseconds: the idle timeout
+/// (the wait for its first byte) plus `bytes` at [`DEADLINE_RATE`].
+pub fn transfer_deadline_ms(idle_ms: u64, bytes: u64) -> u64 {
+    idle_ms.saturating_add(bytes.saturating_mul(1000) / DEADLINE_RATE)
+}
+
 /// Capped exponential backoff with caller-supplied jitter ("equal jitter": at least half of
 /// the bound, so that a retry storm still spreads out but never fires at once).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

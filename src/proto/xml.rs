@@ -98,6 +98,39 @@ pub struct UploadsPage {
 /// Highest part number OSS and S3 accept.
 const MAX_PART_NUMBER: u32 = 10_000;
 
+/// Longest ETag kept (OSS and S3 send 34 to ~70 bytes); a longer one is a malformed answer.
+pub const MAX_ETAG: usize = 128;
+/// Longest upload id kept (OSS sends 32 hex digits, S3 up to a few hundred bytes); a longer
+/// one is a malformed answer, so it can never outgrow a journal record.
+pub const MAX_UPLOAD_ID: usize = 1024;
+/// Longest error `Code` kept; the rest is cut.
+pub const MAX_CODE: usize = 64;
+/// Longest error `Message` kept; the rest is cut.
+pub const MAX_MESSAGE: usize = 512;
+/// Longest request id kept (from a body or a header); the rest is cut.
+pub const MAX_REQUEST_ID: usize = 128;
+/// Most parts one ListParts page may list (servers cap `max-parts` at 1000); more is malformed.
+pub const MAX_PAGE_PARTS: usize = 1000;
+/// Most uploads kept from one ListMultipartUploads page; the rest of the page is skipped.
+pub const MAX_PAGE_UPLOADS: usize = 1000;
+
+/// True if `s` is a usable protocol token: non-empty, printable ASCII, at most `max` bytes.
+pub fn token_ok(s: &str, max: usize) -> bool {
+    !s.is_empty() && s.len() <= max && s.bytes().all(|b| (0x21..0x7f).contains(&b))
+}
+
+/// `s` cut to at most `max` bytes on a character boundary.
+pub fn cut(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
 /// `InitiateMultipartUploadResult` → `UploadId`.
 pub fn parse_initiate(body: &[u8]) -> Result<String, XmlError> {
     let mut upload_id = None;
@@ -108,9 +141,11 @@ pub fn parse_initiate(body: &[u8]) -> Result<String, XmlError> {
         Ok(())
     })?;
     expect_root(root, "InitiateMultipartUploadResult")?;
-    upload_id
-        .filter(|id| !id.is_empty())
-        .ok_or(XmlError::Missing("UploadId"))
+    match upload_id {
+        Some(id) if token_ok(&id, MAX_UPLOAD_ID) => Ok(id),
+        Some(id) if !id.is_empty() => Err(XmlError::Malformed),
+        _ => Err(XmlError::Missing("UploadId")),
+    }
 }
 
 /// `ListPartsResult` → one page.
@@ -159,12 +194,19 @@ pub fn parse_list_parts(body: &[u8]) -> Result<PartsPage, XmlError> {
             }
             ["ListPartsResult", "Part"] => {
                 let part = std::mem::take(&mut cur);
+                if parts.len() >= MAX_PAGE_PARTS {
+                    return Err(XmlError::Malformed);
+                }
+                let etag = part
+                    .etag
+                    .filter(|e| !e.is_empty())
+                    .ok_or(XmlError::Missing("ETag"))?;
+                if !token_ok(&etag, MAX_ETAG) {
+                    return Err(XmlError::Malformed);
+                }
                 parts.push(ListedPart {
                     n: part.n.ok_or(XmlError::Missing("PartNumber"))?,
-                    etag: part
-                        .etag
-                        .filter(|e| !e.is_empty())
-                        .ok_or(XmlError::Missing("ETag"))?,
+                    etag,
                     size: part.size.ok_or(XmlError::Missing("Size"))?,
                     crc64: part.crc64,
                 });
@@ -196,9 +238,11 @@ pub fn parse_complete(body: &[u8]) -> Result<String, Result<ServiceError, XmlErr
     })
     .map_err(Err)?;
     match root {
-        "CompleteMultipartUploadResult" => etag
-            .filter(|e| !e.is_empty())
-            .ok_or(Err(XmlError::Missing("ETag"))),
+        "CompleteMultipartUploadResult" => match etag {
+            Some(e) if token_ok(&e, MAX_ETAG) => Ok(e),
+            Some(e) if !e.is_empty() => Err(Err(XmlError::Malformed)),
+            _ => Err(Err(XmlError::Missing("ETag"))),
+        },
         "Error" => Err(Ok(error)),
         _ => Err(Err(XmlError::Missing("CompleteMultipartUploadResult"))),
     }
@@ -239,11 +283,18 @@ pub fn parse_list_uploads(body: &[u8]) -> Result<UploadsPage, XmlError> {
                     .filter(|u| !u.is_empty())
                     .ok_or(XmlError::Missing("UploadId"))?;
                 let initiated = initiated.take();
-                uploads.push(ListedUpload {
-                    key,
-                    upload_id,
-                    initiated,
-                });
+                // An id no Abort could carry, or a page longer than any server sends, is
+                // skipped: the sweep only ever acts on what it can name.
+                if token_ok(&upload_id, MAX_UPLOAD_ID)
+                    && key.len() <= 1024
+                    && uploads.len() < MAX_PAGE_UPLOADS
+                {
+                    uploads.push(ListedUpload {
+                        key,
+                        upload_id,
+                        initiated,
+                    });
+                }
             }
             _ => {}
         }
@@ -338,11 +389,11 @@ fn expect_root(root: &str, want: &'static str) -> Result<(), XmlError> {
 fn error_field(error: &mut ServiceError, field: &str, text: &str) {
     let value = text.trim();
     match field {
-        "Code" => error.code = value.to_owned(),
-        "Message" => error.message = value.to_owned(),
-        "RequestId" => error.request_id = value.to_owned(),
-        "ServerTime" => error.server_time = (!value.is_empty()).then(|| value.to_owned()),
-        "EC" => error.ec = (!value.is_empty()).then(|| value.to_owned()),
+        "Code" => error.code = cut(value, MAX_CODE).to_owned(),
+        "Message" => error.message = cut(value, MAX_MESSAGE).to_owned(),
+        "RequestId" => error.request_id = cut(value, MAX_REQUEST_ID).to_owned(),
+        "ServerTime" => error.server_time = (!value.is_empty()).then(|| cut(value, 64).to_owned()),
+        "EC" => error.ec = (!value.is_empty()).then(|| cut(value, 64).to_owned()),
         _ => {}
     }
 }
@@ -1056,6 +1107,106 @@ mod tests {
             parse_list_uploads(fixture!("list_parts_empty.xml")),
             Err(XmlError::Missing("ListMultipartUploadsResult"))
         );
+    }
+
+    fn parts_page(etag: &str, count: usize) -> Vec<u8> {
+        let mut s = String::from("<ListPartsResult><IsTruncated>false</IsTruncated>");
+        for i in 0..count {
+            let n = i % 10 + 1;
+            s.push_str(&format!(
+                "<Part><PartNumber>{n}</PartNumber><ETag>{etag}</ETag><Size>5</Size></Part>"
+            ));
+        }
+        s.push_str("</ListPartsResult>");
+        s.into_bytes()
+    }
+
+    #[test]
+    fn server_strings_are_bounded() {
+        assert!(token_ok("\"0123abcd\"", MAX_ETAG));
+        assert!(!token_ok("", MAX_ETAG));
+        assert!(!token_ok("a b", MAX_ETAG));
+        assert!(!token_ok("a\u{1b}[2J", MAX_ETAG));
+        assert!(!token_ok(&"e".repeat(MAX_ETAG + 1), MAX_ETAG));
+        assert_eq!(cut("héllo", 2), "h");
+        assert_eq!(cut("hello", 9), "hello");
+
+        // Upload ids: a long one is malformed, never a value to journal.
+        let long = format!(
+            "<InitiateMultipartUploadResult><UploadId>{}</UploadId></InitiateMultipartUploadResult>",
+            "u".repeat(900 * 1024)
+        );
+        assert_eq!(parse_initiate(long.as_bytes()), Err(XmlError::Malformed));
+        let ok = format!(
+            "<InitiateMultipartUploadResult><UploadId>{}</UploadId></InitiateMultipartUploadResult>",
+            "u".repeat(MAX_UPLOAD_ID)
+        );
+        assert_eq!(parse_initiate(ok.as_bytes()).unwrap().len(), MAX_UPLOAD_ID);
+
+        // ETags in a listing and in Complete.
+        let big = format!("\"{}\"", "e".repeat(16 * 1024));
+        assert_eq!(
+            parse_list_parts(&parts_page(&big, 1)),
+            Err(XmlError::Malformed)
+        );
+        assert_eq!(
+            parse_list_parts(&parts_page("\"e\"", 3))
+                .unwrap()
+                .parts
+                .len(),
+            3
+        );
+        let complete = format!(
+            "<CompleteMultipartUploadResult><ETag>{big}</ETag></CompleteMultipartUploadResult>"
+        );
+        assert_eq!(
+            parse_complete(complete.as_bytes()),
+            Err(Err(XmlError::Malformed))
+        );
+
+        // Error fields are cut, not refused.
+        let err = format!(
+            "<Error><Code>{}</Code><Message>{}</Message><RequestId>{}</RequestId></Error>",
+            "C".repeat(5000),
+            "m".repeat(100_000),
+            "r".repeat(5000)
+        );
+        let e = parse_error(err.as_bytes()).unwrap();
+        assert_eq!(e.code.len(), MAX_CODE);
+        assert_eq!(e.message.len(), MAX_MESSAGE);
+        assert_eq!(e.request_id.len(), MAX_REQUEST_ID);
+    }
+
+    #[test]
+    fn a_parts_page_longer_than_any_server_sends_is_malformed() {
+        assert_eq!(
+            parse_list_parts(&parts_page("\"e\"", MAX_PAGE_PARTS))
+                .unwrap()
+                .parts
+                .len(),
+            MAX_PAGE_PARTS
+        );
+        assert_eq!(
+            parse_list_parts(&parts_page("\"e\"", MAX_PAGE_PARTS + 1)),
+            Err(XmlError::Malformed)
+        );
+    }
+
+    #[test]
+    fn an_uploads_page_keeps_a_bounded_number_of_nameable_uploads() {
+        let mut s = String::from(
+            "<ListMultipartUploadsResult><IsTruncated>false</IsTruncated>\
+             <Upload><Key>k</Key><UploadId>bad id</UploadId></Upload>",
+        );
+        for i in 0..MAX_PAGE_UPLOADS + 50 {
+            s.push_str(&format!(
+                "<Upload><Key>k</Key><UploadId>u{i}</UploadId></Upload>"
+            ));
+        }
+        s.push_str("</ListMultipartUploadsResult>");
+        let page = parse_list_uploads(s.as_bytes()).unwrap();
+        assert_eq!(page.uploads.len(), MAX_PAGE_UPLOADS);
+        assert_eq!(page.uploads[0].upload_id, "u0");
     }
 
     #[test]

@@ -580,7 +580,8 @@ impl Drop for FakeServer {
 }
 
 /// Reads one request head and its `Content-Length` body; `None` if the client went away.
-fn read_request(s: &mut TcpStream) -> Option<String> {
+/// Reads one request head (and skips its body, per `Content-Length`, at most 16 MiB).
+pub fn read_request(s: &mut TcpStream) -> Option<String> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];
     let end = loop {

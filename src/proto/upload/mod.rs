@@ -379,6 +379,9 @@ struct Pending {
     attempts: u32,
     /// The previous failure was a clock-skew error (a second one in a row is not believed).
     skewed: bool,
+    /// When this attempt was handed to the shell (a stall that ends in a time-out counts
+    /// against the retry budget from here).
+    sent_ms: Option<u64>,
 }
 
 /// What to do once the outstanding persist is durable.
@@ -426,7 +429,9 @@ pub struct Upload {
     next_id: u64,
     /// When the current run of failures began.
     failing_since: Option<u64>,
-    listed: Vec<ListedPart>,
+    /// Parts listed by ListParts so far, at most one per part number of this file (a later
+    /// listing of a number replaces an earlier one), so hostile pages cannot grow it.
+    listed: BTreeMap<u32, ListedPart>,
     pages: u32,
     relists: u32,
     /// Next part to consider sending (all before it are not `Todo`).
@@ -475,10 +480,16 @@ pub struct Upload {
     /// A sweep ended without finding our own upload listed while the server lists times (it
     /// vanished first), so it could judge nothing: the doubt it was for is still open.
     sweep_inconclusive: bool,
+    /// Strays this run has scheduled for abort (capped at [`MAX_SWEEP_ABORTS`]).
+    sweep_aborts: u32,
 }
 
 /// Most sweep candidates kept (uploads of exactly our key); more are not judged this sweep.
 const MAX_SWEEP_CANDIDATES: usize = 1000;
+
+/// Most strays one run aborts; the rest are found and aborted by the next runs, so a listing
+/// full of strays costs a bounded number of requests and journal records per run.
+pub const MAX_SWEEP_ABORTS: u32 = 256;
 
 impl Upload {
     /// A machine for `p`, resuming from `replay` when it is the journal of this same upload.
@@ -507,7 +518,7 @@ impl Upload {
             scheduled: Vec::new(),
             next_id: 1,
             failing_since: None,
-            listed: Vec::new(),
+            listed: BTreeMap::new(),
             pages: 0,
             relists: 0,
             cursor: 1,
@@ -533,6 +544,7 @@ impl Upload {
             swept: false,
             final_sweep: false,
             sweep_inconclusive: false,
+            sweep_aborts: 0,
             p,
         };
         let same = replay.as_ref().is_some_and(|r| r.identity == up.p.identity);
@@ -812,6 +824,7 @@ impl Upload {
                 call,
                 attempts: 0,
                 skewed: false,
+                sent_ms: None,
             },
         ));
     }
@@ -932,7 +945,8 @@ impl Upload {
                 .min_by_key(|(_, (at, _))| *at)
                 .map(|(i, _)| i)
             {
-                let (_, pending) = self.scheduled.swap_remove(i);
+                let (_, mut pending) = self.scheduled.swap_remove(i);
+                pending.sent_ms = Some(now_ms);
                 let id = self.next_id;
                 self.next_id += 1;
                 let call = pending.call.clone();
@@ -1191,7 +1205,12 @@ impl Upload {
             (Call::ListParts { marker, .. }, Event::Listed { page, .. }) => {
                 self.pages += 1;
                 let last = page.parts.iter().map(|p| p.n).max();
-                self.listed.extend(page.parts);
+                let count = self.p.geometry.count();
+                for part in page.parts {
+                    if (1..=count).contains(&part.n) {
+                        self.listed.insert(part.n, part);
+                    }
+                }
                 let next = page.next_marker.or(last).filter(|m| *m > marker);
                 match next {
                     Some(m) if page.truncated && self.pages < MAX_PAGES => {
@@ -1223,6 +1242,7 @@ impl Upload {
                         call: self.part_call(n),
                         attempts: pending.attempts,
                         skewed: false,
+                        sent_ms: None,
                     };
                     self.retry_later(p, Failure::CrcMismatch, now_ms);
                     return;
@@ -1321,6 +1341,7 @@ impl Upload {
                     call,
                     attempts: pending.attempts,
                     skewed: false,
+                    sent_ms: None,
                 };
                 self.retry_later(p, Failure::Malformed, now_ms);
             }
@@ -1366,7 +1387,8 @@ impl Upload {
     }
 
     fn reconcile(&mut self) {
-        let plan = reconcile::reconcile(&self.p.geometry, &self.journal_parts, &self.listed);
+        let listed: Vec<ListedPart> = std::mem::take(&mut self.listed).into_values().collect();
+        let plan = reconcile::reconcile(&self.p.geometry, &self.journal_parts, &listed);
         self.listed.clear();
         for (i, step) in plan.into_iter().enumerate() {
             self.parts[i] = match step {
@@ -1383,7 +1405,12 @@ impl Upload {
 
     fn retry_later(&mut self, mut p: Pending, failure: Failure, now_ms: u64) {
         p.attempts += 1;
-        let since = *self.failing_since.get_or_insert(now_ms);
+        // A time-out ends a stall that began when the call went out: that time was failing too.
+        let start = match (&failure, p.sent_ms) {
+            (Failure::TimedOut, Some(sent)) => sent.min(now_ms),
+            _ => now_ms,
+        };
+        let since = *self.failing_since.get_or_insert(start);
         if let Some(budget) = self.p.retry_for_ms {
             if now_ms.saturating_sub(since) >= budget {
                 let op = p.call.op();
@@ -1558,12 +1585,18 @@ impl Upload {
         let anchor = self.sweep_anchor;
         self.sweep_inconclusive =
             anchor.is_none() && self.sweep_candidates.iter().any(|u| u.initiated.is_some());
+        let mut known: std::collections::BTreeSet<String> =
+            self.pending_aborts.iter().cloned().collect();
         for u in std::mem::take(&mut self.sweep_candidates) {
+            if self.sweep_aborts >= MAX_SWEEP_ABORTS {
+                break;
+            }
             if !sweep::can_be_ours(u.initiated, anchor, self.window)
-                || self.pending_aborts.contains(&u.upload_id)
+                || !known.insert(u.upload_id.clone())
             {
                 continue;
             }
+            self.sweep_aborts += 1;
             let rec = Record::AbortPending {
                 upload_id: u.upload_id.clone(),
             };

@@ -2286,3 +2286,138 @@ fn simulated_regression_sweep_that_missed_our_vanished_upload_keeps_the_doubt() 
     });
     assert_eq!(r.bytes_received, 1);
 }
+
+#[test]
+fn list_parts_pages_full_of_duplicates_keep_one_entry_per_part() {
+    let p = params(300, 100, 1);
+    let records = vec![Record::Started {
+        upload_id: "U".into(),
+    }];
+    let mut up = Upload::new(p.clone(), Some(replay_of(&p, &records)));
+    let mut log = Vec::new();
+    let page = |marker: u32, last: bool| PartsPage {
+        // 1000 entries for parts 1..=3 and for numbers this file cannot have.
+        parts: (0..1000u32)
+            .map(|i| ListedPart {
+                n: if i % 2 == 0 { i % 3 + 1 } else { 4 + i },
+                etag: "\"E\"".into(),
+                size: 100,
+                crc64: None,
+            })
+            .collect(),
+        truncated: !last,
+        next_marker: Some(marker + 1),
+    };
+    let mut pages = 0;
+    loop {
+        match next_call(&mut up, 0, &mut log) {
+            Action::Call {
+                id,
+                call: Call::ListParts { marker, .. },
+            } => {
+                pages += 1;
+                assert!(pages <= 64, "bounded page count");
+                up.handle(
+                    Event::Listed {
+                        id,
+                        page: page(marker, pages == 20),
+                    },
+                    0,
+                );
+                assert!(up.listed.len() <= 3, "kept {}", up.listed.len());
+            }
+            Action::Digest { n } => {
+                assert_eq!(n, 1);
+                break;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(pages, 20);
+}
+
+#[test]
+fn a_sweep_listing_thousands_of_strays_aborts_a_bounded_number() {
+    use crate::proto::xml::{ListedUpload, UploadsPage};
+    let file = file_bytes(100, 9);
+    let crc = crc64::update(0, &file);
+    let mut p = params(100, 100, 1);
+    p.sweep_strays = true;
+    let mut up = Upload::new(p, None);
+    let mut log = Vec::new();
+    // The server lists 5000 uploads of this key that no journal names.
+    let mut strays: std::collections::BTreeSet<String> =
+        (0..5000).map(|i| format!("S{i:05}")).collect();
+    let mut aborts = 0u32;
+    let mut now = 0;
+    for _ in 0..20_000 {
+        now += 1;
+        match next_call(&mut up, now, &mut log) {
+            Action::Call { id, call } => {
+                let ev = match call {
+                    Call::Initiate => Event::Initiated {
+                        id,
+                        upload_id: "U".into(),
+                    },
+                    Call::ListUploads { .. } => {
+                        let mut uploads: Vec<ListedUpload> = strays
+                            .iter()
+                            .take(1000)
+                            .map(|u| ListedUpload {
+                                key: "k".into(),
+                                upload_id: u.clone(),
+                                initiated: None,
+                            })
+                            .collect();
+                        uploads.push(ListedUpload {
+                            key: "k".into(),
+                            upload_id: "U".into(),
+                            initiated: None,
+                        });
+                        Event::UploadsListed {
+                            id,
+                            page: UploadsPage {
+                                uploads,
+                                truncated: false,
+                                next_key_marker: String::new(),
+                                next_upload_id_marker: String::new(),
+                            },
+                        }
+                    }
+                    Call::UploadPart { .. } => Event::PartSent {
+                        id,
+                        etag: etag_of(&file),
+                        local_crc: crc,
+                        server_crc: Some(crc),
+                    },
+                    Call::Abort { upload_id } => {
+                        aborts += 1;
+                        assert!(strays.remove(&upload_id), "{upload_id}");
+                        Event::Aborted { id }
+                    }
+                    Call::Complete { .. } => Event::Completed {
+                        id,
+                        etag: "\"M\"".into(),
+                        server_crc: Some(crc),
+                    },
+                    other => panic!("{other:?}"),
+                };
+                up.handle(ev, now);
+            }
+            Action::Sleep { .. } => {}
+            Action::Done(r) => {
+                assert!(r.is_ok(), "{r:?}");
+                assert!(aborts > 0);
+                assert!(aborts <= MAX_SWEEP_ABORTS, "{aborts} aborts in one run");
+                let pending = log
+                    .iter()
+                    .filter(|r| matches!(r, Record::AbortPending { .. }))
+                    .count();
+                assert!(pending <= MAX_SWEEP_ABORTS as usize, "{pending} records");
+                return;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    panic!("not done after {aborts} aborts");
+}
