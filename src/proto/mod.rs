@@ -13,6 +13,7 @@
 
 pub mod checkpoint;
 pub mod crc64;
+pub mod credentials;
 pub mod geometry;
 mod op;
 pub mod proxy;

@@ -136,6 +136,9 @@ const CREDENTIAL_CODES: &[&str] = &[
     "InvalidAccessKeyId",
     "InvalidSecurityToken",
     "SecurityTokenExpired",
+    // S3's names for an expired or unknown session token (400).
+    "ExpiredToken",
+    "InvalidToken",
 ];
 
 /// Error codes that no retry can fix (configuration, request or object state), fatal
