@@ -235,3 +235,136 @@ fn control_characters_in_header_values_fail_fast() {
     out.expect_code(0);
     server.stop();
 }
+
+/// Runs `upload` with a board file at `board` and `extra` flags (credentials set).
+fn run_board(board: &Path, small: &Path, ck: &Path, extra: &[&str]) -> (Output, Duration) {
+    let cmd = Ossup::new()
+        .creds(AK, SK)
+        .arg("upload")
+        .arg(small)
+        .arg(format!("oss://{BUCKET}/k/local"))
+        .args(["--region", REGION, "--board"])
+        .arg(board)
+        .arg("--checkpoint-dir")
+        .arg(ck)
+        .args(extra)
+        .timeout(FAST + Duration::from_secs(10));
+    let t = Instant::now();
+    let o = cmd.run();
+    (o, t.elapsed())
+}
+
+/// Makes a FIFO at `p` with mkfifo(1); false (and a message) where the tool is missing.
+fn mkfifo(p: &Path) -> bool {
+    match std::process::Command::new("mkfifo").arg(p).status() {
+        Ok(s) if s.success() => true,
+        other => {
+            eprintln!("mkfifo unavailable ({other:?}): FIFO cases skipped");
+            false
+        }
+    }
+}
+
+/// Item 13: `--ca-file` and the board file must be regular files of at most 1 MiB. Before,
+/// `--ca-file /dev/zero` read until memory ran out and a FIFO blocked forever (no writer).
+/// A bad `--ca-file` is a usage error (64, naming the flag); a bad board file a configuration
+/// error (78, naming the board), as every other board error.
+#[test]
+fn ca_file_and_board_file_must_be_small_regular_files() {
+    let tmp = TempDir::new("cafile");
+    let server = start_server(&tmp.join("srv"));
+    // https: the CA file is read (the old code read it before connecting).
+    let ep = format!("https://{}", server.addr());
+    let small = tmp.join("small.bin");
+    write_file(&small, 1000, 5);
+    let ck = tmp.join("ck");
+    let c = creds();
+    let fifo = tmp.join("ca.fifo");
+    let have_fifo = mkfifo(&fifo);
+    let big = tmp.join("big.pem");
+    let f = std::fs::File::create(&big).unwrap();
+    f.set_len((1 << 20) + 1).unwrap();
+    drop(f);
+    let dir = tmp.join("a-dir");
+    std::fs::create_dir_all(&dir).unwrap();
+    let link = tmp.join("zero-link.pem");
+    std::os::unix::fs::symlink("/dev/zero", &link).unwrap();
+
+    let mut cases: Vec<(&str, &Path, &str)> = vec![
+        ("ca /dev/zero", Path::new("/dev/zero"), "character device"),
+        ("ca link to /dev/zero", &link, "character device"),
+        ("ca over 1 MiB", &big, "1 MiB"),
+        ("ca directory", &dir, "directory"),
+    ];
+    if have_fifo {
+        cases.push(("ca FIFO", &fifo, "FIFO"));
+    }
+    for (what, p, why) in &cases {
+        let ps = p.to_str().unwrap();
+        expect_fast(
+            what,
+            run(&ep, &small, &ck, &["--ca-file", ps], &c),
+            64,
+            &["--ca-file", ps, why],
+            &[],
+        );
+    }
+    // watch builds the same configuration.
+    let spool = tmp.join("spool");
+    std::fs::create_dir_all(&spool).unwrap();
+    let t = Instant::now();
+    let out = Ossup::new()
+        .creds(AK, SK)
+        .arg("watch")
+        .arg(&spool)
+        .arg(format!("oss://{BUCKET}/w/"))
+        .args(["--endpoint", &ep, "--region", REGION, "--once"])
+        .args(["--ca-file", "/dev/zero", "--checkpoint-dir"])
+        .arg(&ck)
+        .timeout(FAST + Duration::from_secs(10))
+        .run();
+    expect_fast(
+        "watch ca",
+        (out, t.elapsed()),
+        64,
+        &["--ca-file", "character device"],
+        &[],
+    );
+
+    // The board file itself: 78, naming the board file and the reason.
+    let big_board = tmp.join("big.toml");
+    let mut text = String::from("region = \"cn-hangzhou\"\n");
+    while text.len() <= 1 << 20 {
+        text.push_str("# padding padding padding padding padding padding padding padding\n");
+    }
+    std::fs::write(&big_board, &text).unwrap();
+    let http_ep = endpoint(server.addr());
+    let mut boards: Vec<(&str, &Path, &str)> = vec![
+        (
+            "board /dev/zero",
+            Path::new("/dev/zero"),
+            "character device",
+        ),
+        ("board over 1 MiB", &big_board, "1 MiB"),
+    ];
+    let board_fifo = tmp.join("b.toml");
+    if have_fifo && mkfifo(&board_fifo) {
+        boards.push(("board FIFO", &board_fifo, "FIFO"));
+    }
+    for (what, p, why) in &boards {
+        expect_fast(
+            what,
+            run_board(p, &small, &ck, &["--endpoint", &http_ep]),
+            78,
+            &["board", p.to_str().unwrap(), why],
+            &[],
+        );
+    }
+    // A small regular board file still works.
+    let ok_board = tmp.join("ok.toml");
+    std::fs::write(&ok_board, "region = \"cn-hangzhou\"\n").unwrap();
+    run_board(&ok_board, &small, &ck, &["--endpoint", &http_ep])
+        .0
+        .expect_code(0);
+    server.stop();
+}

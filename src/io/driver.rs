@@ -115,12 +115,16 @@ pub fn tls_for(cfg: &Config) -> Result<Option<Arc<rustls::ClientConfig>>, Error>
 /// A TLS client configuration with the built-in roots and `cfg.ca_file`.
 fn client_tls(cfg: &Config) -> Result<Arc<rustls::ClientConfig>, Error> {
     let pem = match &cfg.ca_file {
-        Some(p) => Some(std::fs::read(p).map_err(|e| {
-            Error::Config(crate::config::ConfigError(format!(
-                "cannot read CA file {}: {e}",
-                p.display()
-            )))
-        })?),
+        Some(p) => Some(
+            crate::io::fsafe::read_small_regular(p, crate::io::fsafe::CONFIG_FILE_MAX).map_err(
+                |e| {
+                    Error::Config(crate::config::ConfigError(format!(
+                        "cannot read CA file {}: {e}",
+                        p.display()
+                    )))
+                },
+            )?,
+        ),
         None => None,
     };
     crate::io::conn::tls_config(pem.as_deref())

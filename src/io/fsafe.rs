@@ -92,6 +92,77 @@ pub fn open_or_create(path: &Path, mode: u32) -> io::Result<File> {
     Ok(file)
 }
 
+/// Largest configuration input ossup reads whole (a `--ca-file` bundle, a board file): 1 MiB.
+/// A full system CA bundle is about 220 KB; anything larger is not what the user meant.
+pub const CONFIG_FILE_MAX: u64 = 1 << 20;
+
+/// What kind of file `t` is, in words, for refusing anything but a regular file.
+fn kind_name(t: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// Refuses metadata `m` unless it is a regular file of at most `cap` bytes.
+fn check_small_regular(m: &std::fs::Metadata, cap: u64) -> io::Result<()> {
+    if !m.file_type().is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("not a regular file (it is {})", kind_name(&m.file_type())),
+        ));
+    }
+    if m.len() > cap {
+        return Err(too_big(cap));
+    }
+    Ok(())
+}
+
+fn too_big(cap: u64) -> io::Error {
+    let limit = if cap % (1 << 20) == 0 {
+        format!("{} MiB", cap >> 20)
+    } else {
+        format!("{cap} bytes")
+    };
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("larger than the {limit} limit"),
+    )
+}
+
+/// Reads a whole configuration file that must be a regular file of at most `cap` bytes
+/// (symbolic links are followed: a CA bundle is often one). A FIFO, socket, directory or
+/// device is refused with the reason, without reading from it: the name is checked before
+/// the open (so a device such as a watchdog is never opened), opened with `O_NONBLOCK` (so a
+/// FIFO swapped in meanwhile cannot block the open), and the descriptor checked again; the
+/// read stops after `cap + 1` bytes, so a file that grows meanwhile is refused too.
+pub fn read_small_regular(path: &Path, cap: u64) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    check_small_regular(&std::fs::metadata(path)?, cap)?;
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(OFlags::NONBLOCK.bits() as i32)
+        .open(path)?;
+    let m = file.metadata()?;
+    check_small_regular(&m, cap)?;
+    let mut buf = Vec::with_capacity(m.len() as usize);
+    file.take(cap + 1).read_to_end(&mut buf)?;
+    if buf.len() as u64 > cap {
+        return Err(too_big(cap));
+    }
+    Ok(buf)
+}
+
 /// The effective user id of this process.
 pub fn euid() -> u32 {
     rustix::process::geteuid().as_raw()
@@ -212,6 +283,26 @@ pub fn sync_parent(path: &Path) -> io::Result<()> {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn small_regular_files_only() {
+        let t = Tmp::new("small");
+        let f = t.0.join("ca.pem");
+        std::fs::write(&f, b"12345").unwrap();
+        assert_eq!(read_small_regular(&f, 5).unwrap(), b"12345");
+        let e = read_small_regular(&f, 4).unwrap_err();
+        assert!(e.to_string().contains("4 bytes limit"), "{e}");
+        let e = read_small_regular(Path::new("/dev/null"), 5).unwrap_err();
+        assert!(e.to_string().contains("character device"), "{e}");
+        let e = read_small_regular(&t.0, 5).unwrap_err();
+        assert!(e.to_string().contains("directory"), "{e}");
+        assert_eq!(
+            read_small_regular(&t.0.join("missing"), 5)
+                .unwrap_err()
+                .kind(),
+            io::ErrorKind::NotFound
+        );
+    }
 
     struct Tmp(std::path::PathBuf);
     impl Tmp {

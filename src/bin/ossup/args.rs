@@ -582,6 +582,12 @@ pub fn build_config_with(c: &Common, board: &Board) -> Result<Config, BuildError
     if let Some(v) = pick(&c.retry_for, &board.retry_for, dur, "retry budget")? {
         cfg.retry_for = if v == Duration::ZERO { None } else { Some(v) };
     }
+    if let Some(p) = &c.ca_file {
+        // Checked here so a bad flag is a usage error before anything else; the TLS setup
+        // reads it again with the same limits.
+        ossup::io::fsafe::read_small_regular(p, ossup::io::fsafe::CONFIG_FILE_MAX)
+            .map_err(|e| usage(format!("--ca-file {}: {e}", p.display())))?;
+    }
     cfg.ca_file = c.ca_file.clone();
     cfg.proxy = if c.no_proxy {
         ossup::proto::proxy::ProxySetting::Disabled

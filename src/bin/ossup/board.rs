@@ -45,7 +45,8 @@ pub struct Board {
 /// executable or one and two levels above it.
 pub fn locate(name_or_path: &str) -> Result<PathBuf, String> {
     let p = Path::new(name_or_path);
-    if p.is_file() {
+    // Any existing non-directory: `load` refuses what is not a small regular file, saying why.
+    if p.metadata().is_ok_and(|m| !m.is_dir()) {
         return Ok(p.to_path_buf());
     }
     if name_or_path.contains('/') || name_or_path.ends_with(".toml") {
@@ -71,8 +72,10 @@ pub fn locate(name_or_path: &str) -> Result<PathBuf, String> {
 
 /// Reads and parses a board file.
 pub fn load(path: &Path) -> Result<Board, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read board {}: {e}", path.display()))?;
+    let bytes = ossup::io::fsafe::read_small_regular(path, ossup::io::fsafe::CONFIG_FILE_MAX)
+        .map_err(|e| format!("cannot read board file {}: {e}", path.display()))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| format!("board file {}: not UTF-8 text", path.display()))?;
     parse(&text).map_err(|e| format!("board {}: {e}", path.display()))
 }
 
