@@ -129,7 +129,7 @@ fn check_small_regular(m: &std::fs::Metadata, cap: u64) -> io::Result<()> {
 }
 
 fn too_big(cap: u64) -> io::Error {
-    let limit = if cap % (1 << 20) == 0 {
+    let limit = if cap.is_multiple_of(1 << 20) {
         format!("{} MiB", cap >> 20)
     } else {
         format!("{cap} bytes")
