@@ -267,8 +267,8 @@ fn mkfifo(p: &Path) -> bool {
 
 /// Item 13: `--ca-file` and the board file must be regular files of at most 1 MiB. Before,
 /// `--ca-file /dev/zero` read until memory ran out and a FIFO blocked forever (no writer).
-/// A bad `--ca-file` is a usage error (64, naming the flag); a bad board file a configuration
-/// error (78, naming the board), as every other board error.
+/// Both are configuration errors (78, as a missing or unparsable `--ca-file` always was, see
+/// tests/tls.rs), one line naming the flag or the board file, the path and the reason.
 #[test]
 fn ca_file_and_board_file_must_be_small_regular_files() {
     let tmp = TempDir::new("cafile");
@@ -304,7 +304,7 @@ fn ca_file_and_board_file_must_be_small_regular_files() {
         expect_fast(
             what,
             run(&ep, &small, &ck, &["--ca-file", ps], &c),
-            64,
+            78,
             &["--ca-file", ps, why],
             &[],
         );
@@ -326,7 +326,7 @@ fn ca_file_and_board_file_must_be_small_regular_files() {
     expect_fast(
         "watch ca",
         (out, t.elapsed()),
-        64,
+        78,
         &["--ca-file", "character device"],
         &[],
     );

@@ -583,10 +583,11 @@ pub fn build_config_with(c: &Common, board: &Board) -> Result<Config, BuildError
         cfg.retry_for = if v == Duration::ZERO { None } else { Some(v) };
     }
     if let Some(p) = &c.ca_file {
-        // Checked here so a bad flag is a usage error before anything else; the TLS setup
-        // reads it again with the same limits.
+        // Checked here, before anything else and whatever the endpoint's scheme; the TLS
+        // setup reads it again with the same limits. An unusable CA file is a configuration
+        // error (78), as it has always been for a missing or unparsable one.
         ossup::io::fsafe::read_small_regular(p, ossup::io::fsafe::CONFIG_FILE_MAX)
-            .map_err(|e| usage(format!("--ca-file {}: {e}", p.display())))?;
+            .map_err(|e| BuildError::Config(format!("--ca-file {}: {e}", p.display())))?;
     }
     cfg.ca_file = c.ca_file.clone();
     cfg.proxy = if c.no_proxy {
