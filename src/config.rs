@@ -203,8 +203,14 @@ pub struct Config {
     pub endpoint: Endpoint,
     /// Region id, e.g. `cn-hangzhou` (part of the V4 signing scope).
     pub region: String,
-    /// Credentials.
+    /// Credentials (with [`Config::credentials_provider`] set: the first ones it gave, used
+    /// only to check the configuration).
     pub credentials: Credentials,
+    /// A refreshable source consulted before signing each request (`--credentials-file`, or
+    /// an embedder's broker). Its rejected credentials hold the queue instead of failing the
+    /// upload. `None`: [`Config::credentials`] are static.
+    pub credentials_provider:
+        Option<std::sync::Arc<dyn crate::io::credentials::CredentialsProvider>>,
     /// Signature scheme.
     pub scheme: Scheme,
     /// Force path-style addressing (automatic for IP and localhost endpoints).
@@ -254,6 +260,7 @@ impl Config {
             endpoint,
             region: region.to_string(),
             credentials,
+            credentials_provider: None,
             scheme: Scheme::OssV4,
             path_style: false,
             checkpoint_dir,

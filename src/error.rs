@@ -307,6 +307,12 @@ pub fn describe_failure(f: &Failure) -> String {
             format!("the proxy refused the tunnel (HTTP {s})")
         }
         Failure::Proxy(ProxyFailure::Malformed) => "the proxy's answer is not HTTP".into(),
+        Failure::AwaitingCredentials { code: Some(c) } => {
+            format!("credentials rejected ({c}), no fresh ones from the credentials source")
+        }
+        Failure::AwaitingCredentials { code: None } => {
+            "no usable credentials from the credentials source".into()
+        }
     }
 }
 

@@ -724,13 +724,22 @@ async fn send_call(
         Scheme::OssV4 => "oss",
         Scheme::S3V4 => "s3",
     };
+    // A refreshable source is asked before every request (a cheap stat for a file).
+    let provided = match &cfg.credentials_provider {
+        Some(p) => Some(p.credentials().map_err(|e| {
+            log::debug!("{}: not sent: {e}", describe_call(call));
+            Failure::AwaitingCredentials { code: None }
+        })?),
+        None => None,
+    };
+    let credentials = provided.as_ref().unwrap_or(&cfg.credentials);
     let signed = {
         let req = head.sign_request(&shared.target);
         let ctx = sign::Context {
             scheme: cfg.scheme,
             region: &cfg.region,
             product,
-            credentials: &cfg.credentials,
+            credentials,
             unix_time: unix_now() + clock_offset,
             additional_headers: &[],
             payload_sha256: body_sha.as_deref(),
@@ -806,7 +815,27 @@ async fn send_call(
     if !resp.reusable() {
         job.conn = None;
     }
-    Ok(to_event(shared, id, call, resp, local_crc))
+    let ev = to_event(shared, id, call, resp, local_crc);
+    Ok(match (&cfg.credentials_provider, provided) {
+        (Some(p), Some(used)) => match ev {
+            Event::Failed {
+                id,
+                failure,
+                server_time,
+                local_time,
+            } => Event::Failed {
+                id,
+                failure: crate::io::credentials::after_failure(p.as_ref(), &used, failure),
+                server_time,
+                local_time,
+            },
+            ev => {
+                p.accepted(&used);
+                ev
+            }
+        },
+        _ => ev,
+    })
 }
 
 /// A short description of a call for debug logs (never includes credentials).

@@ -38,6 +38,7 @@
 #[cfg(feature = "compress")]
 pub mod compress;
 pub mod conn;
+pub mod credentials;
 pub mod driver;
 pub mod exchange;
 pub mod fsafe;

@@ -85,6 +85,14 @@ pub enum Failure {
     SourceChanged,
     /// The HTTP proxy could not be used (see [`ProxyFailure`]); the endpoint was not reached.
     Proxy(ProxyFailure),
+    /// A refreshable credentials source (see `io::credentials`) gave credentials the server
+    /// rejected with `code` (`SecurityTokenExpired`, ...), or has none usable now (`None`:
+    /// the request was not sent). Retried with backoff: the queue is held until the source
+    /// gives credentials that work, within the retry budget.
+    AwaitingCredentials {
+        /// The server's rejection code, if the request was sent.
+        code: Option<String>,
+    },
 }
 
 /// How the proxy in front of the endpoint failed.
@@ -180,7 +188,8 @@ pub fn classify(op: Op, failure: &Failure) -> Verdict {
         | Failure::TimedOut
         | Failure::Tls
         | Failure::Malformed
-        | Failure::CrcMismatch => Verdict::Retry,
+        | Failure::CrcMismatch
+        | Failure::AwaitingCredentials { .. } => Verdict::Retry,
         Failure::TlsCertificate | Failure::LocalRead | Failure::SourceChanged => Verdict::Fatal,
         Failure::Proxy(p) => match p {
             ProxyFailure::AuthRequired(_) => Verdict::Fatal,
@@ -377,6 +386,14 @@ mod tests {
             (Failure::TlsCertificate, Verdict::Fatal),
             (Failure::LocalRead, Verdict::Fatal),
             (Failure::SourceChanged, Verdict::Fatal),
+            // Held for a refreshable credentials source: retried, never a credentials exit.
+            (Failure::AwaitingCredentials { code: None }, Verdict::Retry),
+            (
+                Failure::AwaitingCredentials {
+                    code: Some("SecurityTokenExpired".into()),
+                },
+                Verdict::Retry,
+            ),
         ];
         for (failure, want) in table {
             for op in ALL_OPS {

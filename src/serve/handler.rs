@@ -391,9 +391,9 @@ fn authenticate(
     rid: &str,
     t: &Target,
 ) -> Result<(), Box<Response>> {
-    let Some(creds) = &sh.opts.credentials else {
+    if sh.opts.credentials.is_none() && sh.keys.is_none() {
         return Ok(());
-    };
+    }
     let head_req = ex.head.method == "HEAD";
     let deny = |code: &str, msg: &str, extra: &[(&str, String)]| {
         Box::new(sh.error(rid, head_req, 403, code, msg, extra))
@@ -430,6 +430,45 @@ fn authenticate(
         ));
     };
     let now = sh.now();
+    let s3 = scheme == Scheme::S3V4;
+    let listed;
+    let creds = match (&sh.keys, &sh.opts.credentials) {
+        (Some(keys), _) => {
+            let ak = request_access_key(auth, t);
+            let Some(key) = keys.lookup(&ak) else {
+                return Err(deny(
+                    "InvalidAccessKeyId",
+                    "The OSS Access Key Id you provided does not exist in our records.",
+                    &[("OSSAccessKeyId", ak)],
+                ));
+            };
+            if key.expires.is_some_and(|e| now >= e) {
+                return Err(Box::new(if s3 {
+                    sh.error(
+                        rid,
+                        head_req,
+                        400,
+                        "ExpiredToken",
+                        "The provided token has expired.",
+                        &[],
+                    )
+                } else {
+                    sh.error(
+                        rid,
+                        head_req,
+                        403,
+                        "SecurityTokenExpired",
+                        "The security token you provided has expired.",
+                        &[],
+                    )
+                }));
+            }
+            listed = key;
+            &listed.credentials
+        }
+        (None, Some(c)) => c,
+        (None, None) => return Ok(()),
+    };
     let r = sign::verify(
         scheme,
         &ex.head.method,
@@ -449,6 +488,25 @@ fn authenticate(
             &format!("malformed authorization: {what}"),
             &[],
         )),
+        Err(VerifyError::UnknownAccessKey) if sh.keys.is_some() => Err(Box::new(if s3 {
+            sh.error(
+                rid,
+                head_req,
+                400,
+                "InvalidToken",
+                "The provided token is malformed or otherwise invalid.",
+                &[],
+            )
+        } else {
+            sh.error(
+                rid,
+                head_req,
+                403,
+                "InvalidSecurityToken",
+                "The security token you provided is invalid.",
+                &[],
+            )
+        })),
         Err(VerifyError::UnknownAccessKey) => Err(deny(
             "InvalidAccessKeyId",
             "The OSS Access Key Id you provided does not exist in our records.",
@@ -472,6 +530,19 @@ fn authenticate(
             ],
         )),
     }
+}
+
+/// The access key id a request is signed with: from the Authorization header, else from a
+/// presigned URL's credential parameter; empty if none.
+fn request_access_key(auth: &str, t: &Target) -> String {
+    if !auth.is_empty() {
+        return auth_access_key(auth);
+    }
+    t.q("x-oss-credential")
+        .or_else(|| t.q("X-Amz-Credential"))
+        .and_then(|c| c.split('/').next())
+        .unwrap_or("")
+        .to_string()
 }
 
 /// The access key id in an Authorization value (for error documents), or empty.

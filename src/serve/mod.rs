@@ -20,7 +20,8 @@
 //! (`OSS4-HMAC-SHA256`) or S3 SigV4 (`AWS4-HMAC-SHA256`) Authorization header for those
 //! credentials, checked against the server's (skewed) clock with 15 minutes of tolerance.
 //! [`Options::allow_anonymous`] additionally admits requests without an Authorization header
-//! (a present but wrong signature is still rejected).
+//! (a present but wrong signature is still rejected). With [`Options::keys_file`] set, the
+//! keys listed in that file are accepted instead, each until its expiration.
 //!
 //! # On-disk layout (under `DIR`)
 //! ```text
@@ -45,6 +46,7 @@
 mod faults;
 mod handler;
 mod http;
+mod keys;
 mod store;
 
 pub use faults::{FaultKind, Faults};
@@ -75,6 +77,9 @@ pub struct Options {
     pub listen: SocketAddr,
     /// Credentials requests must be signed with; `None` admits everyone.
     pub credentials: Option<Credentials>,
+    /// Accept only the temporary keys listed in this file, re-read when it changes (see
+    /// the `keys` module for the format); takes the place of [`Options::credentials`].
+    pub keys_file: Option<PathBuf>,
     /// With credentials set: also admit requests that carry no Authorization header.
     pub allow_anonymous: bool,
     /// Region the signature scope must name, e.g. `cn-hangzhou`; empty accepts any region
@@ -99,6 +104,7 @@ impl Options {
             dir: dir.into(),
             listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
             credentials: None,
+            keys_file: None,
             allow_anonymous: false,
             region: "cn-hangzhou".to_string(),
             buckets: Vec::new(),
@@ -170,6 +176,7 @@ impl Counters {
 /// State shared by the accept thread and all connection threads.
 pub(crate) struct Shared {
     pub(crate) opts: Options,
+    pub(crate) keys: Option<keys::KeysFile>,
     pub(crate) store: store::Store,
     pub(crate) counters: Counters,
     pub(crate) faults: faults::Injector,
@@ -308,6 +315,7 @@ impl Server {
         let scheme = if tls.is_some() { "https" } else { "http" };
         let shared = Arc::new(Shared {
             faults: faults::Injector::new(opts.faults.clone()),
+            keys: opts.keys_file.clone().map(keys::KeysFile::new),
             opts,
             store,
             counters,

@@ -68,8 +68,13 @@ serve options:
   --faults LIST         503,reset,stall,drop,lose-complete (default all)
   --seed N, --stall-ms MS, --reset-after BYTES, --skew SECS
   --tls-cert PEM --tls-key PEM   serve HTTPS
+  --keys-file PATH      accept only the keys listed there (lines: ID SECRET TOKEN|- EXPIRATION|-),
+                        re-read when it changes; expired: SecurityTokenExpired (S3 ExpiredToken)
 
-credentials: OSS_ACCESS_KEY_ID, OSS_ACCESS_KEY_SECRET, OSS_SESSION_TOKEN
+credentials: --credentials-file PATH (board key credentials_file): JSON with AccessKeyId,
+  AccessKeySecret (or SecretAccessKey), SecurityToken (or SessionToken), Expiration; re-read
+  when it changes, a rejected token waits for a fresh one (never 77). Otherwise
+  OSS_ACCESS_KEY_ID, OSS_ACCESS_KEY_SECRET, OSS_SESSION_TOKEN
   (s3-v4 also AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN)
 exit codes: 0 done, 64 usage, 65 file changed or data mismatch, 66 no such file,
   73 checkpoint dir not writable, 74 read error, 75 unavailable (run again to resume),
@@ -104,6 +109,8 @@ pub struct Common {
     pub content_md5: Option<bool>,
     pub content_encoding: Option<String>,
     pub board: Option<String>,
+    /// `--credentials-file PATH`.
+    pub credentials_file: Option<PathBuf>,
     pub wait: bool,
     pub quiet: bool,
     pub verbose: u8,
@@ -125,6 +132,8 @@ pub struct ServeArgs {
     pub skew: Option<String>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// `--keys-file PATH`: accept only the temporary keys listed there.
+    pub keys_file: Option<PathBuf>,
     pub verbose: u8,
 }
 
@@ -301,6 +310,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Cli, String> {
                     "--skew" => s.skew = Some(val()?),
                     "--tls-cert" => s.tls_cert = Some(val()?.into()),
                     "--tls-key" => s.tls_key = Some(val()?.into()),
+                    "--keys-file" => s.keys_file = Some(val()?.into()),
                     "-v" | "--verbose" => s.verbose += 1,
                     "-h" | "--help" => return Ok(Cli::Help),
                     other => return Err(format!("invalid option '{other}'")),
@@ -363,6 +373,7 @@ fn common_flag(p: &mut lexopt::Parser, c: &mut Common, flag: &str) -> Result<(),
             c.content_encoding = Some(v);
         }
         "--board" => c.board = Some(val()?),
+        "--credentials-file" => c.credentials_file = Some(val()?.into()),
         "--wait" => c.wait = true,
         "--quiet" | "-q" => c.quiet = true,
         "--verbose" | "-v" => c.verbose += 1,
@@ -477,50 +488,21 @@ pub fn build_config_with(c: &Common, board: &Board) -> Result<Config, BuildError
             _ => usage(format!("--endpoint: {}", e.0)),
         })?;
 
-    let (id_var, secret_var, token_var) = match scheme {
-        Scheme::S3V4 if env("AWS_ACCESS_KEY_ID").is_some() => (
-            "AWS_ACCESS_KEY_ID",
-            "AWS_SECRET_ACCESS_KEY",
-            "AWS_SESSION_TOKEN",
-        ),
-        _ => (
-            "OSS_ACCESS_KEY_ID",
-            "OSS_ACCESS_KEY_SECRET",
-            "OSS_SESSION_TOKEN",
-        ),
+    let file = c
+        .credentials_file
+        .clone()
+        .or_else(|| board.credentials_file.clone().map(PathBuf::from));
+    let (credentials, provider) = match file {
+        Some(path) => {
+            let src = ossup::io::credentials::FileSource::open(path)
+                .map_err(|e| BuildError::Config(e.0))?;
+            let creds = src.current().credentials;
+            let p: std::sync::Arc<dyn ossup::io::credentials::CredentialsProvider> =
+                std::sync::Arc::new(src);
+            (creds, Some(p))
+        }
+        None => (env_credentials(scheme)?, None),
     };
-    let (Some(id), Some(secret)) = (env(id_var), env(secret_var)) else {
-        return Err(BuildError::Config(format!(
-            "missing credentials: set {id_var} and {secret_var}"
-        )));
-    };
-    let credentials = Credentials {
-        access_key_id: id,
-        access_key_secret: secret,
-        security_token: env(token_var),
-    };
-    // Named by variable, the value never shown (it is a secret, or next to one).
-    let env_problem = |var: &str, p: String| {
-        BuildError::Config(format!(
-            "credentials: {var} {p}; the value is not shown (a pasted newline?)"
-        ))
-    };
-    if let Err(p) = check_header_value(&credentials.access_key_id) {
-        return Err(env_problem(id_var, p.to_string()));
-    }
-    if credentials.access_key_secret.chars().any(char::is_control) {
-        return Err(env_problem(
-            secret_var,
-            "contains a control character".to_string(),
-        ));
-    }
-    if let Some(Err(p)) = credentials
-        .security_token
-        .as_deref()
-        .map(check_header_value)
-    {
-        return Err(env_problem(token_var, p.to_string()));
-    }
     // Object header flags: checked here so the error names the flag.
     let flag_value = |flag: String, v: &Option<String>| match v.as_deref().map(check_header_value) {
         Some(Err(p)) => Err(usage(format!("{flag}: the value {p}"))),
@@ -539,6 +521,7 @@ pub fn build_config_with(c: &Common, board: &Board) -> Result<Config, BuildError
         .or_else(|| board.checkpoint_dir.clone().map(PathBuf::from))
         .unwrap_or_else(default_checkpoint_dir);
     let mut cfg = Config::new(endpoint, &region, credentials, dir);
+    cfg.credentials_provider = provider;
     cfg.scheme = scheme;
     cfg.path_style = c.path_style;
     if let Some(v) = pick(&c.part_size, &board.part_size, size, "part size")? {
@@ -619,6 +602,55 @@ pub fn build_config_with(c: &Common, board: &Board) -> Result<Config, BuildError
         }
     })?;
     Ok(cfg)
+}
+
+/// Static credentials from the environment.
+fn env_credentials(scheme: Scheme) -> Result<Credentials, BuildError> {
+    let (id_var, secret_var, token_var) = match scheme {
+        Scheme::S3V4 if env("AWS_ACCESS_KEY_ID").is_some() => (
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
+        ),
+        _ => (
+            "OSS_ACCESS_KEY_ID",
+            "OSS_ACCESS_KEY_SECRET",
+            "OSS_SESSION_TOKEN",
+        ),
+    };
+    let (Some(id), Some(secret)) = (env(id_var), env(secret_var)) else {
+        return Err(BuildError::Config(format!(
+            "missing credentials: set {id_var} and {secret_var}"
+        )));
+    };
+    let credentials = Credentials {
+        access_key_id: id,
+        access_key_secret: secret,
+        security_token: env(token_var),
+    };
+    // Named by variable, the value never shown (it is a secret, or next to one).
+    let env_problem = |var: &str, p: String| {
+        BuildError::Config(format!(
+            "credentials: {var} {p}; the value is not shown (a pasted newline?)"
+        ))
+    };
+    if let Err(p) = check_header_value(&credentials.access_key_id) {
+        return Err(env_problem(id_var, p.to_string()));
+    }
+    if credentials.access_key_secret.chars().any(char::is_control) {
+        return Err(env_problem(
+            secret_var,
+            "contains a control character".to_string(),
+        ));
+    }
+    if let Some(Err(p)) = credentials
+        .security_token
+        .as_deref()
+        .map(check_header_value)
+    {
+        return Err(env_problem(token_var, p.to_string()));
+    }
+    Ok(credentials)
 }
 
 /// Parses the destination, as a usage error when it is malformed.

@@ -36,6 +36,8 @@ pub struct Board {
     pub endpoint: Option<String>,
     /// HTTP(S) proxy URL, e.g. `"http://user:pass@10.0.0.1:3128"` (overrides the environment).
     pub proxy: Option<String>,
+    /// `--credentials-file`: a JSON credential document another process keeps fresh.
+    pub credentials_file: Option<String>,
     /// `watch --compress` globs, e.g. `["*.log", "*.csv"]`.
     pub compress: Vec<String>,
 }
@@ -115,6 +117,7 @@ pub fn parse(text: &str) -> Result<Board, String> {
             "region" => &mut b.region,
             "endpoint" => &mut b.endpoint,
             "proxy" => &mut b.proxy,
+            "credentials_file" => &mut b.credentials_file,
             "compress" => {
                 if !b.compress.is_empty() {
                     return Err(format!("line {lineno}: {k} is set twice"));

@@ -73,7 +73,9 @@ fn build_fail(e: BuildError) -> ExitCode {
     match e {
         BuildError::Usage(m) => fail(&m, "see ossup --help", exit::USAGE),
         BuildError::Config(m) => {
-            let hint = if m.contains("credentials") {
+            let hint = if m.starts_with("credentials file") {
+                "fix the file, or the agent that writes it"
+            } else if m.contains("credentials") {
                 "export them in the environment (see ossup --help)"
             } else if m.contains("board") {
                 "fix the board config, or pass the value as a flag"
@@ -360,6 +362,7 @@ fn serve(s: args::ServeArgs) -> ExitCode {
         o.region = r.clone();
     }
     o.allow_anonymous = s.anonymous;
+    o.keys_file = s.keys_file.clone();
     let id = std::env::var("OSS_ACCESS_KEY_ID")
         .ok()
         .filter(|v| !v.is_empty());
@@ -372,7 +375,7 @@ fn serve(s: args::ServeArgs) -> ExitCode {
             access_key_secret,
             security_token: None,
         }),
-        _ if s.anonymous => None,
+        _ if s.anonymous || s.keys_file.is_some() => None,
         _ => {
             return fail(
                 "serve needs OSS_ACCESS_KEY_ID and OSS_ACCESS_KEY_SECRET to check signatures",

@@ -1437,12 +1437,14 @@ impl Upload {
     ) {
         let op = pending.call.op();
         let was_skewed = std::mem::replace(&mut pending.skewed, false);
+        // Refused: the server did not act (a credentials rejection or a request never sent
+        // for want of credentials is one too).
         let refused = matches!(
             failure,
             Failure::Status {
                 status: 400..=499,
                 ..
-            }
+            } | Failure::AwaitingCredentials { .. }
         );
         if matches!(pending.call, Call::Initiate) && !refused {
             // The server may have created the upload and lost the answer: note it durably
