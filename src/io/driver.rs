@@ -32,7 +32,7 @@ use crate::proto::request::{self, Body, BodyDigests, Call, Target};
 use crate::proto::retry::Failure;
 use crate::proto::sign::{self, Scheme};
 use crate::proto::upload::{Action, Event, GiveUp, HeadInfo, Params, Upload, Uploaded};
-use crate::proto::{time, xml, Op};
+use crate::proto::{text, time, xml, Op};
 
 /// Request heads are rendered into the job buffer; this much must always fit.
 const MIN_BUFFER: usize = 4096;
@@ -809,7 +809,7 @@ async fn send_call(
         started.elapsed(),
         resp.head
             .request_id()
-            .map(|r| format!(" (request id {r})"))
+            .map(|r| format!(" (request id {})", text::printable(r, xml::MAX_REQUEST_ID)))
             .unwrap_or_default()
     );
     if !resp.reusable() {
@@ -944,7 +944,7 @@ fn service_failure(
         .and_then(time::parse_iso8601)
         .or_else(|| h.header("date").and_then(time::parse_rfc1123));
     let request_id = if svc.request_id.is_empty() {
-        xml::cut(h.request_id().unwrap_or_default(), xml::MAX_REQUEST_ID).to_string()
+        text::printable(h.request_id().unwrap_or_default(), xml::MAX_REQUEST_ID)
     } else {
         svc.request_id.clone()
     };

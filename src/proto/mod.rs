@@ -24,6 +24,7 @@ pub mod retry;
 pub mod sign;
 pub mod spool;
 pub mod staging;
+pub mod text;
 pub mod time;
 pub mod upload;
 pub mod x509;

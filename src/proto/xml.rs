@@ -387,13 +387,15 @@ fn expect_root(root: &str, want: &'static str) -> Result<(), XmlError> {
 }
 
 fn error_field(error: &mut ServiceError, field: &str, text: &str) {
+    use crate::proto::text::printable;
     let value = text.trim();
     match field {
-        "Code" => error.code = cut(value, MAX_CODE).to_owned(),
-        "Message" => error.message = cut(value, MAX_MESSAGE).to_owned(),
-        "RequestId" => error.request_id = cut(value, MAX_REQUEST_ID).to_owned(),
-        "ServerTime" => error.server_time = (!value.is_empty()).then(|| cut(value, 64).to_owned()),
-        "EC" => error.ec = (!value.is_empty()).then(|| cut(value, 64).to_owned()),
+        // Everything a server writes here may reach a terminal or a log: made printable.
+        "Code" => error.code = printable(value, MAX_CODE),
+        "Message" => error.message = printable(value, MAX_MESSAGE),
+        "RequestId" => error.request_id = printable(value, MAX_REQUEST_ID),
+        "ServerTime" => error.server_time = (!value.is_empty()).then(|| printable(value, 64)),
+        "EC" => error.ec = (!value.is_empty()).then(|| printable(value, 64)),
         _ => {}
     }
 }
