@@ -1,5 +1,6 @@
 //! Calendar arithmetic for signing and clock correction: Unix seconds to and from the date
-//! formats OSS and S3 use. Owns: formatting and parsing. Must not: read a clock.
+//! formats OSS and S3 use, and whether a server's time is believable ([`plausible_server_time`]).
+//! Owns: formatting, parsing and that judgement. Must not: read a clock.
 //!
 //! All conversions use the proleptic Gregorian calendar in UTC, with days counted from
 //! 1970-01-01 by the civil-from-days / days-from-civil algorithms (400-year eras of 146 097
@@ -253,6 +254,33 @@ pub fn parse_iso8601_basic(s: &str) -> Option<i64> {
     })
 }
 
+/// The largest clock correction believed from a server when the local clock looks sane: a
+/// `RequestTimeTooSkewed` naming a time further than this from both the local clock and the
+/// correction already in use is not believed (a server answering "2099" must not make every
+/// later signature wrong, nor be persisted in a journal).
+pub const MAX_CLOCK_CORRECTION: i64 = 30 * SECS_PER_DAY;
+/// When the local clock is before the release floor (a board without an RTC boots in 1970),
+/// any server time from the floor to this many seconds after it is believed.
+pub const MAX_AFTER_FLOOR: i64 = 25 * 365 * SECS_PER_DAY;
+
+/// True if `server` (Unix seconds, from a skew answer) may be used to correct the clock.
+///
+/// `local` is the local clock when the answer came, `offset` the correction in use (from an
+/// earlier answer or the journal), `floor` the earliest time a server may name (no release
+/// of ossup ran before it). A local clock before `floor` is wrong for sure: then any time in
+/// `floor..=floor + MAX_AFTER_FLOOR` is believed. Otherwise the server must be within
+/// [`MAX_CLOCK_CORRECTION`] of the local clock or of the corrected clock.
+pub fn plausible_server_time(server: i64, local: i64, offset: i64, floor: i64) -> bool {
+    if server < floor {
+        return false;
+    }
+    if local < floor {
+        return server <= floor.saturating_add(MAX_AFTER_FLOOR);
+    }
+    let near = |t: i64| server.abs_diff(t) <= MAX_CLOCK_CORRECTION as u64;
+    near(local) || near(local.saturating_add(offset))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -433,5 +461,36 @@ mod tests {
             let _ = parse_rfc1123(&s);
             let _ = parse_iso8601(&s);
         }
+    }
+
+    #[test]
+    fn server_times_are_believed_only_within_a_plausible_window() {
+        let floor = 1_767_225_600; // 2026-01-01
+        let now = floor + 300 * SECS_PER_DAY;
+        let y2099 = parse_iso8601("2099-01-01T00:00:00Z").unwrap();
+        // A good clock: small and moderate corrections, not 2099, not before the floor.
+        assert!(plausible_server_time(now + 900, now, 0, floor));
+        assert!(plausible_server_time(
+            now - 29 * SECS_PER_DAY,
+            now,
+            0,
+            floor
+        ));
+        assert!(!plausible_server_time(
+            now + 31 * SECS_PER_DAY,
+            now,
+            0,
+            floor
+        ));
+        assert!(!plausible_server_time(y2099, now, 0, floor));
+        assert!(!plausible_server_time(floor - 1, floor - 1 + 60, 0, floor));
+        // Near the correction already in use is fine (a clock that was years off).
+        let offset = 3 * 365 * SECS_PER_DAY;
+        assert!(plausible_server_time(now + offset + 60, now, offset, floor));
+        // A clock before the floor (1970 after boot): anything from the floor on, bounded.
+        assert!(plausible_server_time(now, 86_400, 0, floor));
+        assert!(plausible_server_time(floor, 0, 0, floor));
+        assert!(!plausible_server_time(y2099, 0, 0, floor));
+        assert!(!plausible_server_time(i64::MAX, now, 0, floor));
     }
 }

@@ -55,6 +55,7 @@ use crate::proto::crc64;
 use crate::proto::geometry::Geometry;
 use crate::proto::request::Call;
 use crate::proto::retry::{self, Backoff, Failure, Verdict};
+use crate::proto::time;
 use crate::proto::xml::{ListedPart, PartsPage, UploadsPage};
 use crate::proto::Op;
 
@@ -1465,7 +1466,9 @@ impl Upload {
         }
         match retry::classify(op, &failure) {
             Verdict::Retry => self.retry_later(pending, failure, now_ms),
-            Verdict::FixClock => match server_time.filter(|t| *t >= MIN_SANE_UNIX) {
+            Verdict::FixClock => match server_time.filter(|t| {
+                time::plausible_server_time(*t, local_time, self.clock_offset, MIN_SANE_UNIX)
+            }) {
                 Some(t) if !was_skewed => {
                     self.clock_offset = t - local_time;
                     // Multipart uploads have a journal by now (ResetJournal comes first)

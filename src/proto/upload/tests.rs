@@ -744,6 +744,47 @@ fn clock_skew_is_corrected_once_and_persisted() {
     assert_eq!(up.clock_offset(), 0);
 }
 
+/// Issue 11 item 8: a skew answer naming 2099 is not believed and never persisted; the
+/// request is retried as an ordinary failure (backoff), signed with the local clock.
+#[test]
+fn a_skew_answer_from_2099_is_neither_believed_nor_persisted() {
+    let y2099 = crate::proto::time::parse_iso8601("2099-01-01T00:00:00Z").unwrap();
+    let mut up = Upload::new(params(100, 100, 1), None);
+    let mut log = Vec::new();
+    let (id, _) = expect_call(next_call(&mut up, 0, &mut log));
+    up.handle(
+        Event::Failed {
+            id,
+            failure: Failure::Status {
+                status: 403,
+                code: Some("RequestTimeTooSkewed".into()),
+            },
+            server_time: Some(y2099),
+            local_time: SERVER_NOW,
+        },
+        0,
+    );
+    assert!(matches!(up.poll_action(0), Action::Sleep { .. }));
+    assert_eq!(up.clock_offset(), 0);
+    assert!(!log.iter().any(|r| matches!(r, Record::ClockOffset { .. })));
+    // With a board clock in 1970 the same answer is still too far; a 2027 one is believed.
+    let mut up = Upload::new(params(100, 100, 1), None);
+    let (id, _) = expect_call(next_call(&mut up, 0, &mut log));
+    up.handle(
+        Event::Failed {
+            id,
+            failure: Failure::Status {
+                status: 403,
+                code: Some("RequestTimeTooSkewed".into()),
+            },
+            server_time: Some(SERVER_NOW),
+            local_time: 1000,
+        },
+        0,
+    );
+    assert_eq!(up.clock_offset(), SERVER_NOW - 1000);
+}
+
 #[test]
 fn retry_budget_gives_up_with_the_state_kept() {
     let mut p = params(100, 100, 1);
