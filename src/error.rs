@@ -116,6 +116,17 @@ pub enum Error {
         /// What is wrong (issuer, names, dates and the local clock, ...); may be empty.
         detail: String,
     },
+    /// The server answered the same operation again and again with a well-formed document
+    /// that lacks what the protocol needs: it does not speak OSS/S3 as ossup does (a wrong
+    /// endpoint or scheme, a captive portal, a store without this operation). State is kept.
+    Unusable {
+        /// What failed.
+        op: Op,
+        /// The element the answers lacked (or had with an unusable value).
+        what: &'static str,
+        /// The last answer's request id, if it had one.
+        request_id: String,
+    },
     /// Retryable failures went on for longer than the retry budget. State is kept.
     GaveUp {
         /// What failed last.
@@ -141,7 +152,8 @@ impl Error {
             Error::Config(_)
             | Error::NewerJournal { .. }
             | Error::Tls { .. }
-            | Error::ProxyAuth { .. } => exit::CONFIG,
+            | Error::ProxyAuth { .. }
+            | Error::Unusable { .. } => exit::CONFIG,
             Error::NoSuchFile { .. } => exit::NOINPUT,
             Error::Read { .. } => exit::IOERR,
             Error::FileChanged { .. } | Error::DataMismatch { .. } => exit::DATAERR,
@@ -183,6 +195,9 @@ impl Error {
             Error::Tls { .. } => "check the endpoint name and --ca-file",
             Error::ProxyAuth { .. } => {
                 "put the right user:password in the proxy URL (--proxy, board key proxy, HTTPS_PROXY)"
+            }
+            Error::Unusable { .. } => {
+                "check --endpoint and --scheme (oss-v4 or s3-v4); progress is kept"
             }
             Error::GaveUp { .. } => "run again to resume; progress is kept",
         }
@@ -256,6 +271,21 @@ impl fmt::Display for Error {
                 "{op}: the server's TLS certificate could not be verified"
             ),
             Error::Tls { op, detail } => write!(f, "{op}: {detail}"),
+            Error::Unusable {
+                op,
+                what,
+                request_id,
+            } => {
+                write!(
+                    f,
+                    "{op}: the server answered {} times with a document that has no usable {what}",
+                    crate::proto::retry::MAX_UNUSABLE
+                )?;
+                if !request_id.is_empty() {
+                    write!(f, " (request id {request_id})")?;
+                }
+                Ok(())
+            }
             Error::GaveUp {
                 op,
                 failure,
@@ -296,6 +326,7 @@ pub fn describe_failure(f: &Failure) -> String {
         } => format!("HTTP {status} {c}"),
         Failure::Status { status, code: None } => format!("HTTP {status}"),
         Failure::Malformed => "malformed response".into(),
+        Failure::Unusable(what) => format!("an answer without a usable {what}"),
         Failure::CrcMismatch => "CRC-64 mismatch".into(),
         Failure::LocalRead => "local read error".into(),
         Failure::SourceChanged => "the file changed".into(),

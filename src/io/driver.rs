@@ -61,6 +61,8 @@ struct Shared<'a> {
     last_service: RefCell<Option<LastService>>,
     /// What was wrong with the last failed TLS handshake.
     last_tls: RefCell<Option<String>>,
+    /// The request id of the last well-formed but unusable answer (printable, bounded).
+    last_unusable: RefCell<Option<String>>,
 }
 
 impl Shared<'_> {
@@ -233,6 +235,7 @@ pub async fn upload(
         progress: RefCell::new(progress),
         last_service: RefCell::new(None),
         last_tls: RefCell::new(None),
+        last_unusable: RefCell::new(None),
     };
     let buffer_size = cfg.buffer_size.max(MIN_BUFFER);
     let mut free: Vec<Job> = (0..cfg.jobs as usize)
@@ -604,6 +607,14 @@ fn give_up_error(g: GiveUp, shared: &Shared<'_>, path: &Path) -> Error {
                 request_id,
             }
         }
+        GiveUp::Fatal {
+            op,
+            failure: Failure::Unusable(what),
+        } => Error::Unusable {
+            op,
+            what,
+            request_id: shared.last_unusable.borrow().clone().unwrap_or_default(),
+        },
         GiveUp::Fatal { op, failure } => Error::GaveUp {
             op,
             failure,
@@ -859,6 +870,22 @@ fn to_event(shared: &Shared<'_>, id: u64, call: &Call, resp: Response, local_crc
         server_time: None,
         local_time: unix_now(),
     };
+    // A document that parses but lacks what the protocol needs is "unusable", which stops
+    // a run when it repeats; anything else wrong with a body is "malformed" (retried).
+    let bad_body = |e: xml::XmlError| match e {
+        xml::XmlError::Missing(what) => {
+            *shared.last_unusable.borrow_mut() = h
+                .request_id()
+                .map(|r| text::printable(r, xml::MAX_REQUEST_ID));
+            Event::Failed {
+                id,
+                failure: Failure::Unusable(what),
+                server_time: None,
+                local_time: unix_now(),
+            }
+        }
+        _ => malformed(),
+    };
     if (200..300).contains(&status) {
         // A 2xx to a write must carry the ETag the protocol requires, within bounds; one
         // without it is malformed (never journaled, never sent back in a Complete).
@@ -885,11 +912,11 @@ fn to_event(shared: &Shared<'_>, id: u64, call: &Call, resp: Response, local_crc
             },
             Call::Initiate => match xml::parse_initiate(&resp.body) {
                 Ok(upload_id) => Event::Initiated { id, upload_id },
-                Err(_) => malformed(),
+                Err(e) => bad_body(e),
             },
             Call::ListParts { .. } => match xml::parse_list_parts(&resp.body) {
                 Ok(page) => Event::Listed { id, page },
-                Err(_) => malformed(),
+                Err(e) => bad_body(e),
             },
             Call::Complete { .. } => match xml::parse_complete(&resp.body) {
                 Ok(etag) => Event::Completed {
@@ -898,7 +925,7 @@ fn to_event(shared: &Shared<'_>, id: u64, call: &Call, resp: Response, local_crc
                     server_crc: h.crc64(),
                 },
                 Err(Ok(svc)) => service_failure(shared, id, call.op(), status, svc, h),
-                Err(Err(_)) => malformed(),
+                Err(Err(e)) => bad_body(e),
             },
             Call::Abort { .. } => Event::Aborted { id },
             Call::HeadObject => Event::Head {
@@ -917,7 +944,7 @@ fn to_event(shared: &Shared<'_>, id: u64, call: &Call, resp: Response, local_crc
             },
             Call::ListUploads { .. } => match xml::parse_list_uploads(&resp.body) {
                 Ok(page) => Event::UploadsListed { id, page },
-                Err(_) => malformed(),
+                Err(e) => bad_body(e),
             },
         };
     }
@@ -1001,6 +1028,7 @@ pub async fn abort(cfg: &Config, file: &Path, dest: &Destination) -> Result<Vec<
         progress: RefCell::new(&mut noop),
         last_service: RefCell::new(None),
         last_tls: RefCell::new(None),
+        last_unusable: RefCell::new(None),
     };
     let offset = replay
         .as_ref()

@@ -77,6 +77,10 @@ pub enum Failure {
     },
     /// The response was not valid HTTP or XML.
     Malformed,
+    /// A 2xx answer that is well-formed XML but lacks what the protocol needs (the element
+    /// named). Retried, but the same answer again and again means this server does not speak
+    /// the protocol as ossup does: see [`MAX_UNUSABLE`].
+    Unusable(&'static str),
     /// The server's CRC-64 for the bytes it stored differs from ours.
     CrcMismatch,
     /// Reading the local file failed.
@@ -108,6 +112,10 @@ pub enum ProxyFailure {
     /// The proxy's answer to `CONNECT` was not HTTP, or too long.
     Malformed,
 }
+
+/// Well-formed but unusable answers ([`Failure::Unusable`]) of the same kind after which a
+/// run stops with a configuration error instead of retrying for the whole budget.
+pub const MAX_UNUSABLE: u32 = 3;
 
 /// What to do about a [`Failure`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -188,6 +196,7 @@ pub fn classify(op: Op, failure: &Failure) -> Verdict {
         | Failure::TimedOut
         | Failure::Tls
         | Failure::Malformed
+        | Failure::Unusable(_)
         | Failure::CrcMismatch
         | Failure::AwaitingCredentials { .. } => Verdict::Retry,
         Failure::TlsCertificate | Failure::LocalRead | Failure::SourceChanged => Verdict::Fatal,

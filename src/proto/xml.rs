@@ -428,6 +428,37 @@ fn parse_u32(text: &str) -> Option<u32> {
 /// the local names from the root down to the element that ends, and `text` is the decoded
 /// character data directly inside it since its last child (for leaf elements: its text).
 /// Returns the local name of the root element.
+/// The result documents ossup reads, by their names in the OSS and S3 references.
+const RESULT_ROOTS: [&str; 4] = [
+    "InitiateMultipartUploadResult",
+    "ListPartsResult",
+    "CompleteMultipartUploadResult",
+    "ListMultipartUploadsResult",
+];
+
+/// The reference name of a root element that real servers spell differently: `…Response`
+/// and `…Output` for `…Result`, and S3's API name `CreateMultipartUpload…` for OSS's
+/// `InitiateMultipartUpload…`. Other names are returned unchanged.
+fn canonical_root(name: &str) -> &str {
+    let name_stem = name
+        .strip_suffix("Result")
+        .or_else(|| name.strip_suffix("Response"))
+        .or_else(|| name.strip_suffix("Output"));
+    let Some(stem) = name_stem else {
+        return name;
+    };
+    let stem = if stem == "CreateMultipartUpload" {
+        "InitiateMultipartUpload"
+    } else {
+        stem
+    };
+    RESULT_ROOTS
+        .iter()
+        .find(|r| r.strip_suffix("Result") == Some(stem))
+        .copied()
+        .unwrap_or(name)
+}
+
 fn walk<'a>(
     body: &'a [u8],
     mut on_end: impl FnMut(&[&'a str], &str) -> Result<(), XmlError>,
@@ -439,6 +470,13 @@ fn walk<'a>(
     while let Some(event) = reader.next()? {
         match event {
             Event::Start(name) => {
+                // Real servers name the same document differently (moto answers ListParts
+                // with `ListPartsResponse`): the root is read by what it holds.
+                let name = if root.is_none() {
+                    canonical_root(name)
+                } else {
+                    name
+                };
                 root.get_or_insert(name);
                 path.push(name);
                 text.clear();
@@ -1440,5 +1478,50 @@ mod tests {
             let at = cut % end;
             prop_assert_eq!(events(&doc[..at]), Err(XmlError::Malformed));
         }
+    }
+
+    /// Issue 11 item 10: moto 5.2.5 answers ListParts with `<ListPartsResponse>`; the
+    /// document is read by its content. Unknown roots are still refused.
+    #[test]
+    fn result_documents_are_read_whatever_their_root_is_called() {
+        let page = parse_list_parts(
+            b"<ListPartsResponse xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">\
+              <IsTruncated>false</IsTruncated><Part><PartNumber>1</PartNumber>\
+              <ETag>\"e1\"</ETag><Size>5</Size></Part></ListPartsResponse>",
+        )
+        .unwrap();
+        assert_eq!(page.parts.len(), 1);
+        assert_eq!(
+            parse_initiate(
+                b"<CreateMultipartUploadResult><UploadId>u-1</UploadId></CreateMultipartUploadResult>"
+            ),
+            Ok("u-1".to_string())
+        );
+        assert_eq!(
+            parse_initiate(
+                b"<InitiateMultipartUploadResponse><UploadId>u-2</UploadId></InitiateMultipartUploadResponse>"
+            ),
+            Ok("u-2".to_string())
+        );
+        assert_eq!(
+            parse_complete(b"<CompleteMultipartUploadOutput><ETag>\"m\"</ETag></CompleteMultipartUploadOutput>"),
+            Ok("\"m\"".to_string())
+        );
+        assert!(parse_list_uploads(
+            b"<ListMultipartUploadsResponse><IsTruncated>false</IsTruncated></ListMultipartUploadsResponse>"
+        )
+        .is_ok());
+        assert_eq!(
+            parse_list_parts(b"<html><body>Sign in to the Wi-Fi</body></html>"),
+            Err(XmlError::Missing("ListPartsResult"))
+        );
+        assert_eq!(
+            parse_list_parts(
+                b"<ListObjectsResult><IsTruncated>false</IsTruncated></ListObjectsResult>"
+            ),
+            Err(XmlError::Missing("ListPartsResult"))
+        );
+        assert_eq!(canonical_root("Error"), "Error");
+        assert_eq!(canonical_root("Response"), "Response");
     }
 }

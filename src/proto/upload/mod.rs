@@ -412,6 +412,8 @@ pub struct Upload {
     journal_parts: BTreeMap<u32, JournalPart>,
     completing_recorded: bool,
     clock_offset: i64,
+    /// The last kind of well-formed but unusable answer, and how many of it this run had.
+    unusable: Option<(Op, &'static str, u32)>,
     /// Upload ids to abort before (or instead of) going on.
     pending_aborts: Vec<String>,
     /// Records waiting to be persisted, in order, with their follow-ups.
@@ -510,6 +512,7 @@ impl Upload {
             journal_parts: BTreeMap::new(),
             completing_recorded: false,
             clock_offset: 0,
+            unusable: None,
             pending_aborts: Vec::new(),
             persist_queue: VecDeque::new(),
             reset_journal: None,
@@ -1406,6 +1409,21 @@ impl Upload {
 
     fn retry_later(&mut self, mut p: Pending, failure: Failure, now_ms: u64) {
         p.attempts += 1;
+        if let Failure::Unusable(what) = failure {
+            let op = p.call.op();
+            let streak = match self.unusable {
+                Some((o, w, n)) if o == op && w == what => n + 1,
+                _ => 1,
+            };
+            self.unusable = Some((op, what, streak));
+            if streak >= retry::MAX_UNUSABLE {
+                // The same well-formed answer without what the protocol needs, again and
+                // again: this server does not speak it as ossup does. Retrying for a day
+                // cannot change that.
+                self.finish(Err(GiveUp::Fatal { op, failure }));
+                return;
+            }
+        }
         // A time-out ends a stall that began when the call went out: that time was failing too.
         let start = match (&failure, p.sent_ms) {
             (Failure::TimedOut, Some(sent)) => sent.min(now_ms),

@@ -824,6 +824,62 @@ fn retry_budget_gives_up_with_the_state_kept() {
     panic!("never gave up");
 }
 
+/// Issue 11 item 10: the same well-formed but unusable answer, again and again, stops the run
+/// after `MAX_UNUSABLE` attempts (a configuration problem), not after a day of retries; a
+/// merely malformed answer is still retried for the whole budget.
+#[test]
+fn a_repeated_unusable_answer_stops_early() {
+    for (failure, want_fatal) in [
+        (Failure::Unusable("InitiateMultipartUploadResult"), true),
+        (Failure::Malformed, false),
+    ] {
+        let mut p = params(100, 100, 1);
+        p.retry_for_ms = Some(86_400_000);
+        let mut up = Upload::new(p, None);
+        let mut log = Vec::new();
+        let mut now = 0;
+        let mut calls = 0;
+        let mut done = None;
+        for _ in 0..200 {
+            match next_call(&mut up, now, &mut log) {
+                Action::Call { id, .. } => {
+                    calls += 1;
+                    up.handle(
+                        Event::Failed {
+                            id,
+                            failure: failure.clone(),
+                            server_time: None,
+                            local_time: 0,
+                        },
+                        now,
+                    )
+                }
+                Action::Sleep { until_ms } => now = until_ms,
+                Action::Done(r) => {
+                    done = Some(r);
+                    break;
+                }
+                a => panic!("{a:?}"),
+            }
+        }
+        if want_fatal {
+            assert_eq!(calls, retry::MAX_UNUSABLE, "{failure:?}");
+            assert!(
+                matches!(
+                    done,
+                    Some(Err(GiveUp::Fatal {
+                        op: Op::Initiate,
+                        failure: Failure::Unusable(_)
+                    }))
+                ),
+                "{done:?}"
+            );
+        } else {
+            assert!(done.is_none(), "{failure:?} gave up after {calls} calls");
+        }
+    }
+}
+
 #[test]
 fn fatal_errors_stop_at_once() {
     let mut up = Upload::new(params(100, 100, 1), None);
