@@ -316,3 +316,49 @@ fn board_key_credentials_file_and_mode_warning() {
     assert!(out.stderr.contains("other users"), "{}", out.stderr);
     assert_eq!(read_object(&srv_dir, BUCKET, "b").unwrap(), data);
 }
+
+#[test]
+fn environment_precedence() {
+    let t = TempDir::new("creds-env");
+    let (srv_dir, ck) = (t.join("srv"), t.join("ck"));
+    let keys = t.join("keys");
+    replace(&keys, &key_line(1, VALID));
+    let server = keys_server(&srv_dir, &keys);
+    write_file(&t.join("f.bin"), 1000, 3);
+    let e = endpoint(server.addr());
+    let base = |o: Ossup, extra: &[&str]| {
+        o.arg("upload")
+            .arg(t.join("f.bin"))
+            .arg(format!("oss://{BUCKET}/k"))
+            .args(extra)
+            .arg("--checkpoint-dir")
+            .arg(&ck)
+    };
+    let good = |o: Ossup, pre: &str| {
+        o.env(&format!("{pre}_ACCESS_KEY_ID"), "STS.k1")
+            .env(&format!("{pre}_ACCESS_KEY_SECRET"), "sec-1")
+            .env(&format!("{pre}_SECURITY_TOKEN"), "tok-1")
+            .env(&format!("{pre}_SESSION_TOKEN"), "tok-1")
+    };
+    let oss_flags = ["--endpoint", e.as_str(), "--region", REGION];
+    // The Alibaba Cloud names alone work.
+    let out = base(good(Ossup::new(), "ALIBABA_CLOUD"), &oss_flags).run();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    // OSS_* win over them (wrong OSS_* values are used, and rejected).
+    let out = base(good(Ossup::new(), "ALIBABA_CLOUD"), &oss_flags)
+        .env("OSS_ACCESS_KEY_ID", "STS.other")
+        .env("OSS_ACCESS_KEY_SECRET", "sec-x")
+        .run();
+    assert_eq!(out.code, 77, "{}", out.stderr);
+    assert!(out.stderr.contains("InvalidAccessKeyId"), "{}", out.stderr);
+    // s3-v4: AWS_* names, with the region and endpoint from AWS_REGION / AWS_ENDPOINT_URL.
+    let out = base(Ossup::new(), &["--signature", "s3-v4"])
+        .env("AWS_ACCESS_KEY_ID", "STS.k1")
+        .env("AWS_SECRET_ACCESS_KEY", "sec-1")
+        .env("AWS_SESSION_TOKEN", "tok-1")
+        .env("AWS_REGION", REGION)
+        .env("AWS_ENDPOINT_URL", &e)
+        .run();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    no_secrets(&out.stderr);
+}

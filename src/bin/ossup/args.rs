@@ -73,9 +73,11 @@ serve options:
 
 credentials: --credentials-file PATH (board key credentials_file): JSON with AccessKeyId,
   AccessKeySecret (or SecretAccessKey), SecurityToken (or SessionToken), Expiration; re-read
-  when it changes, a rejected token waits for a fresh one (never 77). Otherwise
-  OSS_ACCESS_KEY_ID, OSS_ACCESS_KEY_SECRET, OSS_SESSION_TOKEN
-  (s3-v4 also AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN)
+  when it changes, a rejected token waits for a fresh one (never 77). Otherwise the first set
+  in the environment: OSS_ACCESS_KEY_ID, OSS_ACCESS_KEY_SECRET, OSS_SESSION_TOKEN; then
+  ALIBABA_CLOUD_ACCESS_KEY_ID, ALIBABA_CLOUD_ACCESS_KEY_SECRET, ALIBABA_CLOUD_SECURITY_TOKEN;
+  s3-v4 first AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN (and AWS_REGION /
+  AWS_DEFAULT_REGION, AWS_ENDPOINT_URL when no flag or board key gives them)
 exit codes: 0 done, 64 usage, 65 file changed or data mismatch, 66 no such file,
   73 checkpoint dir not writable, 74 read error, 75 unavailable (run again to resume),
   77 credentials rejected, 78 configuration error
@@ -467,7 +469,15 @@ pub fn build_config_with(c: &Common, board: &Board) -> Result<Config, BuildError
         Some("s3-v4") => Scheme::S3V4,
         Some(other) => return Err(usage(format!("--signature {other:?}: use oss-v4 or s3-v4"))),
     };
-    let region = c.region.clone().or_else(|| board.region.clone());
+    let aws_env = |names: &[&str]| match scheme {
+        Scheme::S3V4 => names.iter().find_map(|n| env(n)),
+        Scheme::OssV4 => None,
+    };
+    let region = c
+        .region
+        .clone()
+        .or_else(|| board.region.clone())
+        .or_else(|| aws_env(&["AWS_REGION", "AWS_DEFAULT_REGION"]));
     let region = match (region, scheme) {
         (Some(r), _) => r,
         (None, Scheme::S3V4) => "us-east-1".to_string(),
@@ -481,6 +491,7 @@ pub fn build_config_with(c: &Common, board: &Board) -> Result<Config, BuildError
         .endpoint
         .clone()
         .or_else(|| board.endpoint.clone())
+        .or_else(|| aws_env(&["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"]))
         .unwrap_or_else(|| format!("https://oss-{region}.aliyuncs.com"));
     let endpoint =
         Endpoint::parse(&endpoint_text).map_err(|e| match (&c.endpoint, &board.endpoint) {
@@ -604,23 +615,41 @@ pub fn build_config_with(c: &Common, board: &Board) -> Result<Config, BuildError
     Ok(cfg)
 }
 
-/// Static credentials from the environment.
+/// The environment's credential variables, in order of precedence: the first set whose key
+/// id is set is used (s3-v4: `AWS_*` first, as AWS tools expect).
+fn env_sets(scheme: Scheme) -> Vec<[&'static str; 3]> {
+    const OSS: [&str; 3] = [
+        "OSS_ACCESS_KEY_ID",
+        "OSS_ACCESS_KEY_SECRET",
+        "OSS_SESSION_TOKEN",
+    ];
+    const ALIBABA: [&str; 3] = [
+        "ALIBABA_CLOUD_ACCESS_KEY_ID",
+        "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
+        "ALIBABA_CLOUD_SECURITY_TOKEN",
+    ];
+    const AWS: [&str; 3] = [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+    ];
+    match scheme {
+        Scheme::OssV4 => vec![OSS, ALIBABA],
+        Scheme::S3V4 => vec![AWS, OSS, ALIBABA],
+    }
+}
+
+/// Static credentials from the environment (see [`env_sets`] for the order).
 fn env_credentials(scheme: Scheme) -> Result<Credentials, BuildError> {
-    let (id_var, secret_var, token_var) = match scheme {
-        Scheme::S3V4 if env("AWS_ACCESS_KEY_ID").is_some() => (
-            "AWS_ACCESS_KEY_ID",
-            "AWS_SECRET_ACCESS_KEY",
-            "AWS_SESSION_TOKEN",
-        ),
-        _ => (
-            "OSS_ACCESS_KEY_ID",
-            "OSS_ACCESS_KEY_SECRET",
-            "OSS_SESSION_TOKEN",
-        ),
-    };
+    let sets = env_sets(scheme);
+    let [id_var, secret_var, token_var] = sets
+        .iter()
+        .copied()
+        .find(|s| env(s[0]).is_some())
+        .unwrap_or(sets[if scheme == Scheme::S3V4 { 1 } else { 0 }]);
     let (Some(id), Some(secret)) = (env(id_var), env(secret_var)) else {
         return Err(BuildError::Config(format!(
-            "missing credentials: set {id_var} and {secret_var}"
+            "missing credentials: set {id_var} and {secret_var} (or use --credentials-file)"
         )));
     };
     let credentials = Credentials {
