@@ -188,6 +188,11 @@ impl Error {
                 "use the newer ossup, or delete the checkpoint to start over"
             }
             Error::Locked { .. } => "wait for the other process, or use --wait",
+            Error::Service {
+                op: Op::Abort,
+                status: 405 | 501,
+                ..
+            } => "this server cannot abort uploads: `ossup abort --forget` drops the local record",
             Error::Service { .. } if self.exit_code() == exit::NOPERM => {
                 "check OSS_ACCESS_KEY_ID / OSS_ACCESS_KEY_SECRET, the region and the bucket policy"
             }

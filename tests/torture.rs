@@ -1109,19 +1109,16 @@ fn skew_case(tag: &'static str, skew: i64, seed: u64) {
     );
 }
 
-/// Torture 5: server clock +2 h, -2 h, and a client clock in 1970 (the server ahead by the
-/// whole epoch).
+/// Torture 5: server clock +2 h, -2 h, and 20 days ahead (a board clock restored from a
+/// stale save). A client clock in 1970 cannot be faked here: the server would then name a
+/// time decades ahead of this machine's clock, which ossup rightly refuses to believe (issue
+/// 11 item 8); that case is unit-tested in `proto::upload` and `proto::time`.
 #[test]
 #[ignore = "torture: cargo test --release --test torture -- --ignored --test-threads=1"]
 fn clock_skew_with_restart() {
     skew_case("skew-plus2h", 7200, harness::seed(0x5151));
     skew_case("skew-minus2h", -7200, harness::seed(0x5252));
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_secs() as i64;
-    // The client's clock reads about 1970 relative to the server's: the server is `now` ahead.
-    skew_case("skew-1970", now, harness::seed(0x5353));
+    skew_case("skew-plus20d", 20 * 86_400, harness::seed(0x5353));
 }
 
 /// Torture 6: SIGTERM and SIGINT stop the upload within 2 s; the journal is consistent and

@@ -250,12 +250,19 @@ pub async fn upload(
     let start = Instant::now();
     let now_ms = || start.elapsed().as_millis() as u64;
     let mut last_offset = up.clock_offset();
+    let mut warned_listing = false;
 
     let outcome = loop {
         if !up.is_reconciling() {
             // Progress starts at what earlier runs uploaded, once reconciliation knows it.
             shared.done.set(up.bytes_done());
             shared.report();
+        }
+        if up.listing_unsupported() && !warned_listing {
+            warned_listing = true;
+            log::warn!(
+                "this server does not implement ListParts: the parts earlier runs sent cannot be verified, so the upload starts over"
+            );
         }
         if up.clock_offset() != last_offset {
             log::warn!(
@@ -993,6 +1000,33 @@ fn service_failure(
 /// Aborts the multipart uploads named in the checkpoint of `file` → `dest` and removes the
 /// checkpoint. Returns the upload ids aborted (already-gone uploads count as aborted).
 pub async fn abort(cfg: &Config, file: &Path, dest: &Destination) -> Result<Vec<String>, Error> {
+    abort_inner(cfg, file, dest, false).await.map(|f| f.aborted)
+}
+
+/// What [`forget`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Forgotten {
+    /// Upload ids the server aborted (or no longer knew).
+    pub aborted: Vec<String>,
+    /// Upload ids the server could not abort, dropped from the local records anyway: they may
+    /// still hold storage on the server until a lifecycle rule or a person removes them.
+    pub forgotten: Vec<String>,
+}
+
+/// `ossup abort --forget`: like [`abort`], but an abort the server cannot do (a store
+/// without AbortMultipartUpload answers 405/501, or any other failure) does not stop it:
+/// the journal of `file` → `dest` and the destination's pending-abort record are removed
+/// whatever the server said, so that no later run retries what the server cannot act on.
+pub async fn forget(cfg: &Config, file: &Path, dest: &Destination) -> Result<Forgotten, Error> {
+    abort_inner(cfg, file, dest, true).await
+}
+
+async fn abort_inner(
+    cfg: &Config,
+    file: &Path,
+    dest: &Destination,
+    forget: bool,
+) -> Result<Forgotten, Error> {
     use crate::proto::checkpoint::Record;
     cfg.validate()?;
     dest.validate()?;
@@ -1069,6 +1103,23 @@ pub async fn abort(cfg: &Config, file: &Path, dest: &Destination) -> Result<Vec<
             }
         }
     }
+    // The destination's record of aborts refused earlier: `--forget` clears it too.
+    let apath = crate::io::journal::aborts_path(
+        &cfg.checkpoint_dir,
+        &cfg.endpoint.url(),
+        &dest.bucket,
+        &dest.key,
+    );
+    if forget {
+        if let Ok((_, carried)) = crate::io::journal::read_aborts(&apath) {
+            for id in carried {
+                if !ids.contains(&id) {
+                    ids.push(id);
+                }
+            }
+        }
+    }
+    let mut done = Forgotten::default();
     for upload_id in &ids {
         let call = Call::Abort {
             upload_id: upload_id.clone(),
@@ -1076,11 +1127,18 @@ pub async fn abort(cfg: &Config, file: &Path, dest: &Destination) -> Result<Vec<
         let (j, _, ev) = perform(&shared, job, 1, call, offset).await;
         job = j;
         match ev {
-            Event::Aborted { .. } => {}
+            Event::Aborted { .. } => done.aborted.push(upload_id.clone()),
             Event::Failed {
                 failure: Failure::Status { status: 404, .. },
                 ..
-            } => {}
+            } => done.aborted.push(upload_id.clone()),
+            Event::Failed { failure, .. } if forget => {
+                log::warn!(
+                    "upload {upload_id} was not aborted ({}); forgetting it anyway",
+                    crate::error::describe_failure(&failure)
+                );
+                done.forgotten.push(upload_id.clone());
+            }
             Event::Failed { failure, .. } => {
                 let g = match crate::proto::retry::classify(Op::Abort, &failure) {
                     crate::proto::retry::Verdict::Fatal => GiveUp::Fatal {
@@ -1095,7 +1153,7 @@ pub async fn abort(cfg: &Config, file: &Path, dest: &Destination) -> Result<Vec<
                 };
                 return Err(give_up_error(g, &shared, file));
             }
-            _ => {}
+            _ => done.aborted.push(upload_id.clone()),
         }
     }
     if let Some(j) = journal {
@@ -1104,8 +1162,14 @@ pub async fn abort(cfg: &Config, file: &Path, dest: &Destination) -> Result<Vec<
             source: e,
         })?;
     }
+    if forget {
+        crate::io::journal::write_aborts(&apath, "", &[]).map_err(|e| Error::Checkpoint {
+            path: apath.clone(),
+            source: e,
+        })?;
+    }
     release(lock, &jpath);
-    Ok(ids)
+    Ok(done)
 }
 
 /// Releases the lock of `jpath`, removing its lock file when no journal is left there (the

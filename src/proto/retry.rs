@@ -117,6 +117,20 @@ pub enum ProxyFailure {
 /// run stops with a configuration error instead of retrying for the whole budget.
 pub const MAX_UNUSABLE: u32 = 3;
 
+/// True if `failure` says the server does not implement the operation at all (HTTP 405 or
+/// 501, or the codes `NotImplemented` / `MethodNotAllowed`), as opposed to refusing this
+/// request. Such a server never will: ossup falls back (a fresh upload when ListParts is
+/// missing; `abort --forget` for a record the server cannot abort).
+pub fn is_unsupported(failure: &Failure) -> bool {
+    match failure {
+        Failure::Status { status, code } => {
+            matches!(status, 405 | 501)
+                || matches!(code_of(code), Some("NotImplemented" | "MethodNotAllowed"))
+        }
+        _ => false,
+    }
+}
+
 /// What to do about a [`Failure`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -231,6 +245,9 @@ fn classify_status(op: Op, status: u16, code: Option<&str>) -> Verdict {
         }
     }
     match status {
+        // "Not Implemented" does not change with time (s3rver answers ListParts and Abort
+        // with it): the caller falls back where it can (see [`is_unsupported`]).
+        501 => Verdict::Fatal,
         500..=599 | 408 | 429 => Verdict::Retry,
         401 if code.is_none() => Verdict::Retry,
         _ => Verdict::Fatal,
@@ -667,5 +684,23 @@ mod tests {
                 prop_assert_eq!(v, want);
             }
         }
+    }
+
+    /// Issue 11 item 11: "not implemented" is final, and is told apart from a refusal.
+    #[test]
+    fn not_implemented_is_final_and_recognised() {
+        let st = |status, code: Option<&str>| Failure::Status {
+            status,
+            code: code.map(str::to_string),
+        };
+        assert_eq!(classify(Op::ListParts, &st(501, None)), Verdict::Fatal);
+        assert_eq!(classify(Op::Abort, &st(405, None)), Verdict::Fatal);
+        assert!(is_unsupported(&st(501, None)));
+        assert!(is_unsupported(&st(405, Some("MethodNotAllowed"))));
+        assert!(is_unsupported(&st(400, Some("NotImplemented"))));
+        assert!(!is_unsupported(&st(403, Some("AccessDenied"))));
+        assert!(!is_unsupported(&st(503, None)));
+        assert!(!is_unsupported(&Failure::Malformed));
+        assert_eq!(classify(Op::UploadPart, &st(503, None)), Verdict::Retry);
     }
 }

@@ -21,7 +21,7 @@ usage:
   ossup upload <FILE> oss://<BUCKET>/<KEY> [options]
   ossup watch <DIR> oss://<BUCKET>/<PREFIX>/ [watch options] [options]
   ossup status [--checkpoint-dir DIR]
-  ossup abort <FILE> oss://<BUCKET>/<KEY> [options]
+  ossup abort <FILE> oss://<BUCKET>/<KEY> [--forget] [options]
   ossup serve <DIR> [--listen 127.0.0.1:9000] [serve options]
 
 upload options:
@@ -58,6 +58,10 @@ watch options (the upload options apply to every file):
   --compress GLOB       gzip matching files before upload (repeatable; `*.log` matches the
                         name, `logs/**/*.log` the relative path); key gets `.gz`
   --follow-symlinks     also upload links to files outside DIR or owned by another user
+
+abort options:
+  --forget              also drop local records of uploads the server cannot abort (a store
+                        without AbortMultipartUpload): nothing is retried for them again
 
 serve options:
   --listen ADDR         default 127.0.0.1:9000 (port 0 picks one)
@@ -166,6 +170,7 @@ pub enum Cli {
         file: PathBuf,
         dest: String,
         common: Common,
+        forget: bool,
     },
     Watch {
         dir: PathBuf,
@@ -204,6 +209,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Cli, String> {
             let mut positional: Vec<OsString> = Vec::new();
             let mut w = WatchArgs::default();
             let mut compress = false;
+            let mut forget = false;
             while let Some(arg) = p.next().map_err(|e| e.to_string())? {
                 let flag = match arg {
                     Value(v) => {
@@ -230,6 +236,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Cli, String> {
                         w.compress.push(g)
                     }
                     "--compress" if sub == "upload" => compress = true,
+                    "--forget" if sub == "abort" => forget = true,
                     "--follow-symlinks" if sub == "watch" => w.follow_symlinks = true,
                     "--help" | "-h" => return Ok(Cli::Help),
                     _ => common_flag(&mut p, &mut c, &flag)?,
@@ -250,6 +257,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Cli, String> {
                     file: first,
                     dest,
                     common: c,
+                    forget,
                 },
                 _ => Cli::Watch {
                     dir: first,

@@ -166,7 +166,12 @@ fn main() -> ExitCode {
                 Err(e) => fail(&e.to_string(), e.hint(), e.exit_code()),
             }
         }
-        Cli::Abort { file, dest, common } => {
+        Cli::Abort {
+            file,
+            dest,
+            common,
+            forget,
+        } => {
             init_log(common.quiet, common.verbose);
             let cfg = match args::build_config(&common) {
                 Ok(c) => c,
@@ -176,6 +181,35 @@ fn main() -> ExitCode {
                 Ok(d) => d,
                 Err(e) => return build_fail(e),
             };
+            if forget {
+                return match async_io::block_on(ossup::io::driver::forget(&cfg, &file, &dest)) {
+                    Ok(f) => {
+                        if !f.aborted.is_empty() {
+                            log::info!(
+                                "aborted {} upload(s): {}",
+                                f.aborted.len(),
+                                f.aborted.join(", ")
+                            );
+                        }
+                        if !f.forgotten.is_empty() {
+                            log::warn!(
+                                "forgot {} upload(s) the server did not abort: {} (they may hold storage on the server until a lifecycle rule removes them)",
+                                f.forgotten.len(),
+                                f.forgotten.join(", ")
+                            );
+                        }
+                        if f.aborted.is_empty() && f.forgotten.is_empty() {
+                            log::info!(
+                                "no unfinished upload of {} to {}",
+                                file.display(),
+                                dest.key
+                            );
+                        }
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => fail(&e.to_string(), e.hint(), e.exit_code()),
+                };
+            }
             match async_io::block_on(ossup::io::driver::abort(&cfg, &file, &dest)) {
                 Ok(ids) if ids.is_empty() => {
                     log::info!("no unfinished upload of {} to {}", file.display(), dest.key);

@@ -412,6 +412,8 @@ pub struct Upload {
     journal_parts: BTreeMap<u32, JournalPart>,
     completing_recorded: bool,
     clock_offset: i64,
+    /// The server answered ListParts "not implemented": this run started over.
+    listing_unsupported: bool,
     /// The last kind of well-formed but unusable answer, and how many of it this run had.
     unusable: Option<(Op, &'static str, u32)>,
     /// Upload ids to abort before (or instead of) going on.
@@ -513,6 +515,7 @@ impl Upload {
             completing_recorded: false,
             clock_offset: 0,
             unusable: None,
+            listing_unsupported: false,
             pending_aborts: Vec::new(),
             persist_queue: VecDeque::new(),
             reset_journal: None,
@@ -675,6 +678,12 @@ impl Upload {
     /// digests); [`Upload::bytes_done`] is not meaningful for progress until this is false.
     pub fn is_reconciling(&self) -> bool {
         matches!(self.phase, Phase::Listing | Phase::Verifying)
+    }
+
+    /// True once the server answered ListParts "not implemented" (HTTP 405/501) and this run
+    /// started the upload over instead of resuming it.
+    pub fn listing_unsupported(&self) -> bool {
+        self.listing_unsupported
     }
 
     /// True while some abandoned upload still has to be aborted.
@@ -1592,6 +1601,19 @@ impl Upload {
                         self.after_aborts();
                     }
                     self.maybe_release();
+                }
+                Call::ListParts { .. } if retry::is_unsupported(&failure) => {
+                    // This server cannot list parts (s3rver): what earlier runs sent cannot be
+                    // proven, so the upload starts over; the old upload is aborted (best
+                    // effort: a server without ListParts may lack Abort too, and then the id
+                    // is kept for `ossup status` and `ossup abort --forget`).
+                    self.listing_unsupported = true;
+                    if let Some(id) = self.upload_id.take() {
+                        if !self.pending_aborts.contains(&id) {
+                            self.pending_aborts.push(id);
+                        }
+                    }
+                    self.begin();
                 }
                 Call::ListUploads { .. } => {
                     // No permission to list uploads: the sweep is best effort.
