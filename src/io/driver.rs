@@ -552,11 +552,7 @@ fn read_error(source: &Source, path: &Path, e: std::io::Error) -> Error {
 fn give_up_error(g: GiveUp, shared: &Shared<'_>, path: &Path) -> Error {
     let last = shared.last_service.borrow().clone();
     match g {
-        GiveUp::DataMismatch { local, server } => Error::DataMismatch {
-            op: Op::Complete,
-            local,
-            server,
-        },
+        GiveUp::DataMismatch { op, local, server } => Error::DataMismatch { op, local, server },
         GiveUp::Fatal {
             failure: Failure::SourceChanged,
             ..

@@ -22,7 +22,7 @@ usage:
   ossup watch <DIR> oss://<BUCKET>/<PREFIX>/ [watch options] [options]
   ossup status [--checkpoint-dir DIR]
   ossup abort <FILE> oss://<BUCKET>/<KEY> [--forget] [options]
-  ossup serve <DIR> [--listen 127.0.0.1:9000] [serve options]
+  ossup serve <DIR> [--listen 127.0.0.1:PORT] [serve options]
 
 upload options:
   --endpoint URL        default https://oss-<region>.aliyuncs.com; http:// allowed
@@ -64,7 +64,7 @@ abort options:
                         without AbortMultipartUpload): nothing is retried for them again
 
 serve options:
-  --listen ADDR         default 127.0.0.1:9000 (port 0 picks one)
+  --listen ADDR         default 127.0.0.1:0: a free port, printed at start
   --bucket NAME         create this bucket (repeatable)
   --region REGION       signing region (default cn-hangzhou)
   --anonymous           also accept unsigned requests
@@ -433,8 +433,27 @@ fn env(name: &str) -> Option<String> {
 /// Builds the upload configuration from flags, the board config (flags win) and the
 /// environment (credentials only).
 pub fn build_config(c: &Common) -> Result<Config, BuildError> {
+    // A credential that is not UTF-8 (a file saved in another encoding) is named as such,
+    // not taken for a missing one (its value is never shown).
+    for v in CREDENTIAL_VARS {
+        if let Err(std::env::VarError::NotUnicode(_)) = std::env::var(v) {
+            return Err(BuildError::Config(format!(
+                "{v} is not valid UTF-8: set it to the plain text of the credential"
+            )));
+        }
+    }
     build_config_with(c, &load_board(c)?)
 }
+
+/// The environment variables that may hold credentials.
+const CREDENTIAL_VARS: [&str; 6] = [
+    "OSS_ACCESS_KEY_ID",
+    "OSS_ACCESS_KEY_SECRET",
+    "OSS_SESSION_TOKEN",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+];
 
 /// The board config `--board` names (empty without one).
 pub fn load_board(c: &Common) -> Result<Board, BuildError> {

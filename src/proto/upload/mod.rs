@@ -320,6 +320,8 @@ pub enum GiveUp {
     },
     /// The server's CRC-64 of the stored object differs from the local bytes.
     DataMismatch {
+        /// The call whose answer carried the server's CRC-64 (PutObject or Complete).
+        op: Op,
         /// Local CRC-64.
         local: u64,
         /// The server's CRC-64.
@@ -1277,9 +1279,11 @@ impl Upload {
             ) => {
                 let local = self.combined_crc();
                 match server_crc {
-                    Some(server) if server != local => {
-                        self.finish(Err(GiveUp::DataMismatch { local, server }))
-                    }
+                    Some(server) if server != local => self.finish(Err(GiveUp::DataMismatch {
+                        op: Op::Complete,
+                        local,
+                        server,
+                    })),
                     _ => {
                         self.gone_since = None;
                         self.gone = 0;
@@ -1338,6 +1342,7 @@ impl Upload {
                 },
             ) => match server_crc {
                 Some(server) if server != local_crc => self.finish(Err(GiveUp::DataMismatch {
+                    op: Op::PutObject,
                     local: local_crc,
                     server,
                 })),

@@ -670,6 +670,7 @@ fn whole_object_crc_mismatch_is_reported() {
     assert_eq!(
         up.poll_action(0),
         Action::Done(Err(GiveUp::DataMismatch {
+            op: Op::Complete,
             local: 7,
             server: 8
         }))
@@ -914,6 +915,7 @@ fn small_file_is_one_put_with_crc_check() {
     assert_eq!(
         up.poll_action(0),
         Action::Done(Err(GiveUp::DataMismatch {
+            op: Op::PutObject,
             local: 1,
             server: 2
         }))
