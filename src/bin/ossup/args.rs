@@ -446,10 +446,13 @@ pub fn build_config(c: &Common) -> Result<Config, BuildError> {
 }
 
 /// The environment variables that may hold credentials.
-const CREDENTIAL_VARS: [&str; 6] = [
+const CREDENTIAL_VARS: [&str; 9] = [
     "OSS_ACCESS_KEY_ID",
     "OSS_ACCESS_KEY_SECRET",
     "OSS_SESSION_TOKEN",
+    "ALIBABA_CLOUD_ACCESS_KEY_ID",
+    "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
+    "ALIBABA_CLOUD_SECURITY_TOKEN",
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",
     "AWS_SESSION_TOKEN",
