@@ -219,8 +219,12 @@ pub struct Config {
     pub checkpoint_dir: PathBuf,
     /// Files of at least this size use multipart upload.
     pub multipart_threshold: u64,
-    /// Requested part size (grown automatically to fit 10,000 parts).
+    /// Requested part size (grown automatically to fit 10,000 parts; in s3-v4 mode raised to
+    /// 5 MiB unless `allow_small_parts`).
     pub part_size: u64,
+    /// s3-v4 only: the store accepts parts under 5 MiB (moto with `S3_UPLOAD_PART_MIN_SIZE`);
+    /// keep a smaller `part_size` as given.
+    pub allow_small_parts: bool,
     /// Parts in flight at once; each has its own connection and buffer.
     pub jobs: u32,
     /// Size of each job's streaming buffer.
@@ -266,6 +270,7 @@ impl Config {
             checkpoint_dir,
             multipart_threshold: 8 << 20,
             part_size: 8 << 20,
+            allow_small_parts: false,
             jobs: 1,
             buffer_size: 64 << 10,
             timeouts: Timeouts::default(),

@@ -165,7 +165,12 @@ pub async fn upload(
     })?;
     let abs = crate::io::journal::canonical_path(path);
     let multipart = source.len() >= cfg.multipart_threshold && !source.is_empty();
-    let geometry = Geometry::new(source.len(), cfg.part_size)
+    let part_size = crate::proto::geometry::effective_part_size(
+        cfg.part_size,
+        cfg.scheme == Scheme::S3V4,
+        cfg.allow_small_parts,
+    );
+    let geometry = Geometry::new(source.len(), part_size)
         .map_err(|e| Error::Config(crate::config::ConfigError(format!("part geometry: {e:?}"))))?;
     let identity = Identity {
         path: abs.to_string_lossy().into_owned(),

@@ -16,6 +16,20 @@
 pub const MIN_PART_SIZE: u64 = 100 * 1024;
 /// Largest part: 5 GiB.
 pub const MAX_PART_SIZE: u64 = 5 * 1024 * 1024 * 1024;
+/// Smallest part S3 and the stores that follow it (AWS, MinIO, Ceph RGW) accept for every
+/// part but the last: 5 MiB (5,242,880 bytes).
+pub const S3_MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
+
+/// The part size to use for `requested`: in s3-v4 mode (`s3`) a smaller one is raised to
+/// [`S3_MIN_PART_SIZE`] unless `allow_small` says the store permits small parts.
+pub fn effective_part_size(requested: u64, s3: bool, allow_small: bool) -> u64 {
+    if s3 && !allow_small {
+        requested.max(S3_MIN_PART_SIZE)
+    } else {
+        requested
+    }
+}
+
 /// Most parts in one upload.
 pub const MAX_PARTS: u32 = 10_000;
 
@@ -282,5 +296,13 @@ mod tests {
             prop_assert_eq!(geo.try_part(count + 1), None);
             prop_assert_eq!(geo.try_part(0), None);
         }
+    }
+
+    #[test]
+    fn s3_parts_are_at_least_five_mib_unless_allowed() {
+        assert_eq!(effective_part_size(1 << 20, true, false), S3_MIN_PART_SIZE);
+        assert_eq!(effective_part_size(1 << 20, true, true), 1 << 20);
+        assert_eq!(effective_part_size(1 << 20, false, false), 1 << 20);
+        assert_eq!(effective_part_size(8 << 20, true, false), 8 << 20);
     }
 }

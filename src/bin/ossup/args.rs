@@ -29,7 +29,9 @@ upload options:
   --region REGION       e.g. cn-hangzhou (required for oss-v4; s3-v4 defaults to us-east-1)
   --signature SCHEME    oss-v4 (default) | s3-v4
   --path-style          force path-style addressing (automatic for IP/localhost endpoints)
-  --part-size SIZE      e.g. 512KiB, 8MiB (grown automatically to fit 10,000 parts)
+  --part-size SIZE      e.g. 512KiB, 8MiB (grown automatically to fit 10,000 parts; s3-v4
+                        raises it to 5MiB = 5,242,880 bytes; 5MB means 5,000,000 here)
+  --allow-small-parts   s3-v4: keep a part size under 5MiB (stores that permit it, e.g. moto)
   --threshold SIZE      files smaller than this use one PutObject (default 8MiB)
   --jobs N              parts in flight (default 1)
   --checkpoint-dir DIR  default $XDG_STATE_HOME/ossup, else ~/.local/state/ossup
@@ -95,6 +97,8 @@ pub struct Common {
     pub signature: Option<String>,
     pub path_style: bool,
     pub part_size: Option<String>,
+    /// `--allow-small-parts`.
+    pub allow_small_parts: bool,
     pub threshold: Option<String>,
     pub jobs: Option<String>,
     pub checkpoint_dir: Option<PathBuf>,
@@ -343,6 +347,7 @@ fn common_flag(p: &mut lexopt::Parser, c: &mut Common, flag: &str) -> Result<(),
         "--signature" => c.signature = Some(val()?),
         "--path-style" => c.path_style = true,
         "--part-size" => c.part_size = Some(val()?),
+        "--allow-small-parts" => c.allow_small_parts = true,
         "--threshold" => c.threshold = Some(val()?),
         "--jobs" | "-j" => c.jobs = Some(val()?),
         "--checkpoint-dir" => c.checkpoint_dir = Some(val()?.into()),
@@ -567,6 +572,19 @@ pub fn build_config_with(c: &Common, board: &Board) -> Result<Config, BuildError
     cfg.path_style = c.path_style;
     if let Some(v) = pick(&c.part_size, &board.part_size, size, "part size")? {
         cfg.part_size = v;
+    }
+    cfg.allow_small_parts = c.allow_small_parts;
+    let part_size = ossup::proto::geometry::effective_part_size(
+        cfg.part_size,
+        scheme == Scheme::S3V4,
+        cfg.allow_small_parts,
+    );
+    if part_size != cfg.part_size {
+        log::info!(
+            "s3-v4: part size raised from {} to 5 MiB, the smallest S3 accepts for all parts but the last (--allow-small-parts keeps it)",
+            cfg.part_size
+        );
+        cfg.part_size = part_size;
     }
     if let Some(v) = pick(&c.threshold, &board.threshold, size, "threshold")? {
         cfg.multipart_threshold = v;

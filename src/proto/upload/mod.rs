@@ -455,6 +455,8 @@ pub struct Upload {
     sweep_pages: u32,
     /// A successful result held back until abandoned uploads are aborted.
     deferred: Option<Uploaded>,
+    /// A failure held back until the upload it leaves open is aborted (`EntityTooSmall`).
+    deferred_err: Option<GiveUp>,
     /// The object found while probing, waiting for the local file's CRC-64.
     probed: Option<HeadInfo>,
     /// A DigestFile action is due.
@@ -540,6 +542,7 @@ impl Upload {
             sweeping: false,
             sweep_pages: 0,
             deferred: None,
+            deferred_err: None,
             last_now_ms: 0,
             initiating_since_ms: None,
             window_unbounded: false,
@@ -828,6 +831,8 @@ impl Upload {
         if self.pending_aborts.is_empty() && !self.sweeping {
             if let Some(u) = self.deferred.take() {
                 self.finish(Ok(u));
+            } else if let Some(g) = self.deferred_err.take() {
+                self.finish(Err(g));
             }
         }
     }
@@ -1623,6 +1628,25 @@ impl Upload {
                 Call::ListUploads { .. } => {
                     // No permission to list uploads: the sweep is best effort.
                     self.sweeping = false;
+                    self.maybe_release();
+                }
+                Call::Complete { .. } if matches!(&failure, Failure::Status { code: Some(c), .. } if c == "EntityTooSmall") =>
+                {
+                    // The store wants bigger parts (S3's 5 MiB minimum): no retry can complete
+                    // this upload, so it is aborted before the run ends with the error, and
+                    // nothing is left open on the server.
+                    self.drop_foreground();
+                    if let Some(id) = self.upload_id.take() {
+                        if !self.pending_aborts.contains(&id) {
+                            let rec = Record::AbortPending {
+                                upload_id: id.clone(),
+                            };
+                            self.persist_queue.push_back((rec, AfterPersist::Nothing));
+                            self.pending_aborts.push(id.clone());
+                            self.schedule(Call::Abort { upload_id: id }, now_ms);
+                        }
+                    }
+                    self.deferred_err = Some(GiveUp::Fatal { op, failure });
                     self.maybe_release();
                 }
                 _ => self.finish(Err(GiveUp::Fatal { op, failure })),
