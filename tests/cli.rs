@@ -656,6 +656,7 @@ fn s3_v4_against_serve() {
         .args([
             "--signature",
             "s3-v4",
+            "--allow-small-parts",
             "--part-size",
             "100KiB",
             "--threshold",
@@ -697,6 +698,7 @@ fn s3_v4_against_serve() {
         .args([
             "--signature",
             "s3-v4",
+            "--allow-small-parts",
             "--part-size",
             "100KiB",
             "--threshold",

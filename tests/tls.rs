@@ -190,6 +190,7 @@ fn serve_subprocess_with_tls_flags() {
             "100KiB",
             "--signature",
             "s3-v4",
+            "--allow-small-parts",
             "--region",
             REGION,
         ])
