@@ -377,7 +377,7 @@ fn rows(ctx: &Ctx) -> Vec<Case> {
     // --- credentials
     let mut c = ctx.case(
         "missing credentials",
-        ctx.up(small, "k/c", &[]),
+        ctx.up(small, "k/c1", &[]),
         &[78],
         &["missing credentials", "OSS_ACCESS_KEY_ID"],
     );
@@ -385,7 +385,7 @@ fn rows(ctx: &Ctx) -> Vec<Case> {
     v.push(c);
     let mut c = ctx.case(
         "empty secret",
-        ctx.up(small, "k/c", &[]),
+        ctx.up(small, "k/c2", &[]),
         &[78],
         &["missing credentials"],
     );
@@ -396,7 +396,7 @@ fn rows(ctx: &Ctx) -> Vec<Case> {
     v.push(c);
     let mut c = ctx.case(
         "wrong secret",
-        ctx.up(small, "k/c", &[]),
+        ctx.up(small, "k/c3", &[]),
         &[77],
         &[
             "SignatureDoesNotMatch",
@@ -412,7 +412,7 @@ fn rows(ctx: &Ctx) -> Vec<Case> {
     v.push(c);
     let mut c = ctx.case(
         "unknown access key",
-        ctx.up(small, "k/c", &[]),
+        ctx.up(small, "k/c4", &[]),
         &[77],
         &["InvalidAccessKeyId", "request id "],
     );
@@ -424,7 +424,7 @@ fn rows(ctx: &Ctx) -> Vec<Case> {
     // The server signs for cn-hangzhou: it refuses a signature scoped to another region.
     v.push(ctx.case(
         "region the server rejects",
-        ctx.up(small, "k/c", &["--region", "cn-beijing"]),
+        ctx.up(small, "k/c5", &["--region", "cn-beijing"]),
         &[77],
         &["HTTP 403", "region", "request id "],
     ));
