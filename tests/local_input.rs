@@ -368,3 +368,65 @@ fn ca_file_and_board_file_must_be_small_regular_files() {
         .expect_code(0);
     server.stop();
 }
+
+/// Item 14: a key with `.`/`..` segments is sent with those dots as `%2E` and signed as sent,
+/// so no normalising proxy or server can store it elsewhere. `ossup serve` refuses a literal
+/// dot segment (as a normalising server would have resolved it) and decodes `%2E` into the
+/// key: the object is stored under exactly `a/../b`, by PutObject (OSS V4) and by multipart
+/// (S3 V4), and nothing lands at `b` or `etc/passwd`.
+#[test]
+fn dot_segments_in_keys_are_sent_encoded_and_stored_literally() {
+    let tmp = TempDir::new("dots");
+    let srv = tmp.join("srv");
+    let server = start_server(&srv);
+    let ep = endpoint(server.addr());
+    let ck = tmp.join("ck");
+    let small = tmp.join("small.bin");
+    let small_data = write_file(&small, 1000, 7);
+    let big = tmp.join("big.bin");
+    let big_data = write_file(&big, 300 * 1024, 8);
+    let cases: [(&str, &Path, &Vec<u8>, &[&str]); 3] = [
+        ("a/../b", &small, &small_data, &[]),
+        ("x/./../../etc/passwd", &small, &small_data, &[]),
+        (
+            "m/../n/.",
+            &big,
+            &big_data,
+            &[
+                "--signature",
+                "s3-v4",
+                "--part-size",
+                "100KiB",
+                "--threshold",
+                "100KiB",
+            ],
+        ),
+    ];
+    for (key, file, data, extra) in cases {
+        let out = Ossup::new()
+            .creds(AK, SK)
+            .arg("upload")
+            .arg(file)
+            .arg(format!("oss://{BUCKET}/{key}"))
+            .args(["--endpoint", &ep, "--region", REGION, "--checkpoint-dir"])
+            .arg(&ck)
+            .args(extra)
+            .timeout(FAST + Duration::from_secs(10))
+            .run();
+        out.expect_code(0);
+        assert!(
+            read_object(&srv, BUCKET, key).as_ref() == Some(data),
+            "{key}: not stored under the literal key"
+        );
+    }
+    for resolved in ["b", "etc/passwd", "n", "n/"] {
+        assert!(
+            read_object(&srv, BUCKET, resolved).is_none(),
+            "stored under the resolved key {resolved}"
+        );
+    }
+    // A client that sends a literal dot segment is refused, before anything is stored.
+    let (status, _) = http_get(server.addr(), &format!("/{BUCKET}/q/../r")).unwrap();
+    assert_eq!(status, 400, "a literal dot segment was accepted");
+    server.stop();
+}
