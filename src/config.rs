@@ -123,6 +123,27 @@ pub struct Destination {
 }
 
 impl Destination {
+    /// Parses the destination of `ossup upload FILE URL`: like [`Destination::parse`], but a
+    /// URL ending in `/` (`oss://b/dir/`, or `oss://b/`) means "into this prefix", and the
+    /// key is the prefix followed by `file_name` (as `aws s3 cp` and `ossutil cp` do).
+    pub fn parse_for_file(url: &str, file_name: &str) -> Result<Destination, ConfigError> {
+        let into_prefix = url.ends_with('/')
+            && (url
+                .strip_prefix("oss://")
+                .or_else(|| url.strip_prefix("s3://")))
+            .is_some_and(|r| !r.is_empty());
+        if into_prefix {
+            if file_name.is_empty() {
+                return Err(ConfigError(format!(
+                    "destination {url:?} is a prefix, and the file has no name to add to it"
+                )));
+            }
+            // `oss://b/` has no prefix: the key is the file name alone.
+            return Destination::parse(&format!("{url}{file_name}"));
+        }
+        Destination::parse(url)
+    }
+
     /// Parses `oss://bucket/key` or `s3://bucket/key` and validates both parts.
     pub fn parse(url: &str) -> Result<Destination, ConfigError> {
         let Some(rest) = url
@@ -398,6 +419,18 @@ pub fn parse_duration(s: &str) -> Result<Duration, ConfigError> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn an_upload_destination_ending_in_a_slash_is_a_prefix() {
+        let d = |u: &str| Destination::parse_for_file(u, "cam.log").map(|d| d.key);
+        assert_eq!(d("oss://bkt/dir/").unwrap(), "dir/cam.log");
+        assert_eq!(d("oss://bkt/").unwrap(), "cam.log");
+        assert_eq!(d("s3://bkt/a/b/").unwrap(), "a/b/cam.log");
+        assert_eq!(d("oss://bkt/key").unwrap(), "key");
+        assert!(d("oss://bkt").is_err());
+        assert!(Destination::parse_for_file("oss://bkt/dir/", "").is_err());
+    }
+
     use super::*;
 
     #[test]

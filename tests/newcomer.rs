@@ -100,3 +100,26 @@ fn entity_too_small_at_complete_is_78_and_aborts_the_upload() {
         "the upload is aborted, not left open"
     );
 }
+
+/// Item 5: `ossup upload FILE oss://b/dir/` puts the file into the prefix (`dir/FILE`), as
+/// `aws s3 cp` and `ossutil cp` do; it used to create an object named `dir/`.
+#[test]
+fn an_upload_to_a_destination_ending_in_a_slash_goes_into_that_prefix() {
+    let tmp = TempDir::new("newcomer-into-prefix");
+    let srv_dir = tmp.join("srv");
+    let server = start_server(&srv_dir);
+    let file = tmp.join("cam.log");
+    let data = write_file(&file, 5000, 9);
+    let out = Ossup::new()
+        .creds(AK, SK)
+        .arg("upload")
+        .arg(&file)
+        .arg(format!("oss://{BUCKET}/dir/"))
+        .args(["--endpoint", &endpoint(server.addr()), "--region", REGION])
+        .arg("--checkpoint-dir")
+        .arg(tmp.join("ck"))
+        .run();
+    out.expect_code(0);
+    assert!(read_object(&srv_dir, BUCKET, "dir/cam.log").as_deref() == Some(&data[..]));
+    assert!(read_object(&srv_dir, BUCKET, "dir/").is_none());
+}

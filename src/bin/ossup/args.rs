@@ -20,6 +20,10 @@ ossup: resumable, crash-safe uploads to Alibaba Cloud OSS and S3-compatible stor
 usage:
   ossup upload <FILE> oss://<BUCKET>/<KEY> [options]
   ossup watch <DIR> oss://<BUCKET>/<PREFIX>/ [watch options] [options]
+
+destinations: oss://B/KEY is that key; oss://B/DIR/ (ending in /) means into DIR/:
+  upload puts FILE at DIR/<file name>; watch always treats PREFIX as a folder
+  (oss://B/in and oss://B/in/ both give in/<relative path>)
   ossup status [--checkpoint-dir DIR]
   ossup abort <FILE> oss://<BUCKET>/<KEY> [--forget] [options]
   ossup serve <DIR> [--listen 127.0.0.1:PORT] [serve options]

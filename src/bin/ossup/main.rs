@@ -112,9 +112,13 @@ fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(e) => return build_fail(e),
             };
-            let dest = match args::destination(&dest) {
+            let name = file
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let dest = match ossup::config::Destination::parse_for_file(&dest, &name) {
                 Ok(d) => d,
-                Err(e) => return build_fail(e),
+                Err(e) => return build_fail(args::BuildError::Usage(e.0)),
             };
             let mode = compress::take_mode(&mut cfg);
             if common.content_encoding.is_some() && !compress {

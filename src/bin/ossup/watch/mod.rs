@@ -10,9 +10,9 @@
 //! `--done-dir` and the checkpoint directory if they lie inside DIR. Symbolic links to files are
 //! followed (the link, not its target, is deleted or moved afterwards) when the target lies
 //! inside DIR and belongs to the link's owner, or whatever it is with `--follow-symlinks`
-//! (see `scan`); links to directories are not. A file's key is PREFIX followed by its path relative to DIR with `/` separators; PREFIX
-//! is used literally (`oss://b/in/` gives `in/a/b.csv`, `oss://b/in-` gives `in-a/b.csv`,
-//! `oss://b` or `oss://b/` no prefix). Files are uploaded one at a time, oldest modification
+//! (see `scan`); links to directories are not. A file's key is PREFIX followed by its path
+//! relative to DIR with `/` separators; PREFIX always ends in `/` (`oss://b/in` and
+//! `oss://b/in/` both give `in/a/b.csv`; `oss://b` or `oss://b/` no prefix). Files are uploaded one at a time, oldest modification
 //! time first; a file that is not regular (FIFO, socket, device) or cannot be read fails like
 //! any other file.
 //!
@@ -995,13 +995,18 @@ mod tests {
         assert_eq!(t.prefix, "");
         assert_eq!(t.dest("x").unwrap().key, "x");
         assert_eq!(Target::parse("s3://bkt/").unwrap().prefix, "");
+        // Issue 14 item 5: `oss://bkt/in` means the prefix `in/`, like `oss://bkt/in/`.
         assert_eq!(
-            Target::parse("oss://bkt/p-")
+            Target::parse("oss://bkt/in")
                 .unwrap()
-                .dest("f")
+                .dest("cam.log")
                 .unwrap()
                 .key,
-            "p-f"
+            "in/cam.log"
+        );
+        assert_eq!(
+            Target::parse("oss://bkt/in").unwrap(),
+            Target::parse("oss://bkt/in/").unwrap()
         );
         for bad in [
             "bkt/x",

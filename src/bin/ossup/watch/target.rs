@@ -6,7 +6,7 @@
 use ossup::Destination;
 
 /// Bucket and key prefix of `oss://BUCKET/PREFIX`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Target {
     pub(super) bucket: String,
     pub(super) prefix: String,
@@ -38,9 +38,16 @@ impl Target {
                 "prefix {prefix:?}: must not start with '/' or contain control characters"
             ));
         }
+        // `oss://b/in` and `oss://b/in/` are the same destination: prefix `in/` (a file
+        // `cam.log` becomes `in/cam.log`, never `incam.log`).
+        let prefix = if prefix.is_empty() || prefix.ends_with('/') {
+            prefix.to_string()
+        } else {
+            format!("{prefix}/")
+        };
         Ok(Target {
             bucket: bucket.to_string(),
-            prefix: prefix.to_string(),
+            prefix,
         })
     }
 
