@@ -211,19 +211,6 @@ fn handle(sh: &Shared, ex: &mut Exchange<'_>, rid: &str) -> Outcome {
             &[],
         ));
     };
-    // A literal `.`/`..` segment is resolved away by any normalising proxy or server (the key
-    // `a/../b` would become `b`): refuse it, as such a server might have stored elsewhere.
-    // Clients send the dots of such segments as `%2E`, which is decoded into the key.
-    if raw_path.split('/').any(sign::is_dot_segment) {
-        return Outcome::Reply(sh.error(
-            rid,
-            head_req,
-            400,
-            "InvalidURI",
-            "the request path has a literal '.' or '..' segment; send its dots as %2E",
-            &[],
-        ));
-    }
     if let Err(resp) = authenticate(sh, ex, rid, &t) {
         return Outcome::Reply(*resp);
     }
@@ -1142,12 +1129,7 @@ fn complete(sh: &Shared, ex: &mut Exchange<'_>, rid: &str, t: &Target, key: &str
     el(
         &mut b,
         "Location",
-        &format!(
-            "{}/{}/{}",
-            sh.base_url,
-            t.bucket,
-            sign::uri_encode_path(key)
-        ),
+        &format!("{}/{}/{}", sh.base_url, t.bucket, uri_encode(key, true)),
     );
     el(&mut b, "Bucket", &t.bucket);
     el(&mut b, "Key", &key_out(t, key));
