@@ -32,7 +32,7 @@ use crate::proto::request::{self, Body, BodyDigests, Call, Target};
 use crate::proto::retry::Failure;
 use crate::proto::sign::{self, Scheme};
 use crate::proto::upload::{Action, Event, GiveUp, HeadInfo, Params, Upload, Uploaded};
-use crate::proto::{text, time, xml, Op};
+use crate::proto::{time, xml, Op};
 
 /// Request heads are rendered into the job buffer; this much must always fit.
 const MIN_BUFFER: usize = 4096;
@@ -827,8 +827,8 @@ async fn send_call(
         resp.head.status,
         started.elapsed(),
         resp.head
-            .request_id()
-            .map(|r| format!(" (request id {})", text::printable(r, xml::MAX_REQUEST_ID)))
+            .printable_request_id()
+            .map(|r| format!(" (request id {r})"))
             .unwrap_or_default()
     );
     if !resp.reusable() {
@@ -878,29 +878,23 @@ fn to_event(shared: &Shared<'_>, id: u64, call: &Call, resp: Response, local_crc
         server_time: None,
         local_time: unix_now(),
     };
-    // A document that parses but lacks what the protocol needs is "unusable", which stops
-    // a run when it repeats; anything else wrong with a body is "malformed" (retried).
-    let bad_body = |e: xml::XmlError| match e {
-        xml::XmlError::Missing(what) => {
-            *shared.last_unusable.borrow_mut() = h
-                .request_id()
-                .map(|r| text::printable(r, xml::MAX_REQUEST_ID));
-            Event::Failed {
-                id,
-                failure: Failure::Unusable(what),
-                server_time: None,
-                local_time: unix_now(),
-            }
+    let bad_body = |e: xml::XmlError| {
+        let failure = crate::proto::retry::body_failure(&e);
+        if matches!(failure, Failure::Unusable(_)) {
+            // Named in the error if the same kind of answer ends the run.
+            *shared.last_unusable.borrow_mut() = h.printable_request_id();
         }
-        _ => malformed(),
+        Event::Failed {
+            id,
+            failure,
+            server_time: None,
+            local_time: unix_now(),
+        }
     };
     if (200..300).contains(&status) {
         // A 2xx to a write must carry the ETag the protocol requires, within bounds; one
         // without it is malformed (never journaled, never sent back in a Complete).
-        let etag = h
-            .etag()
-            .filter(|e| xml::token_ok(e, xml::MAX_ETAG))
-            .map(str::to_string);
+        let etag = h.etag().map(str::to_string);
         if etag.is_none() && matches!(call, Call::PutObject { .. } | Call::UploadPart { .. }) {
             return malformed();
         }
@@ -944,10 +938,7 @@ fn to_event(shared: &Shared<'_>, id: u64, call: &Call, resp: Response, local_crc
                         .and_then(|v| v.parse().ok())
                         .unwrap_or(0),
                     crc64: h.crc64(),
-                    etag: h
-                        .etag()
-                        .filter(|e| xml::token_ok(e, xml::MAX_ETAG))
-                        .map(str::to_string),
+                    etag: h.etag().map(str::to_string),
                 }),
             },
             Call::ListUploads { .. } => match xml::parse_list_uploads(&resp.body) {
@@ -979,7 +970,7 @@ fn service_failure(
         .and_then(time::parse_iso8601)
         .or_else(|| h.header("date").and_then(time::parse_rfc1123));
     let request_id = if svc.request_id.is_empty() {
-        text::printable(h.request_id().unwrap_or_default(), xml::MAX_REQUEST_ID)
+        h.printable_request_id().unwrap_or_default()
     } else {
         svc.request_id.clone()
     };

@@ -73,14 +73,26 @@ impl ResponseHead {
     }
 
     /// `ETag` as sent (quotes kept).
+    ///
+    /// Only a usable one: at most [`crate::proto::xml::MAX_ETAG`] bytes of printable ASCII
+    /// ([`crate::proto::xml::token_ok`]); anything else is as good as none, so it can never be
+    /// journaled or sent back in a Complete.
     pub fn etag(&self) -> Option<&str> {
         self.header("etag")
+            .filter(|e| crate::proto::xml::token_ok(e, crate::proto::xml::MAX_ETAG))
     }
 
     /// `x-oss-request-id`, else `x-amz-request-id`.
     pub fn request_id(&self) -> Option<&str> {
         self.header("x-oss-request-id")
             .or_else(|| self.header("x-amz-request-id"))
+    }
+
+    /// [`ResponseHead::request_id`] cut to [`crate::proto::xml::MAX_REQUEST_ID`] and made safe
+    /// to print ([`crate::proto::text::printable`]): the form every message and log uses.
+    pub fn printable_request_id(&self) -> Option<String> {
+        self.request_id()
+            .map(|r| crate::proto::text::printable(r, crate::proto::xml::MAX_REQUEST_ID))
     }
 
     /// `x-oss-hash-crc64ecma` as a number.

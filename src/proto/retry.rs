@@ -113,6 +113,16 @@ pub enum ProxyFailure {
     Malformed,
 }
 
+/// The failure a 2xx body that could not be used stands for: a document that parses but lacks
+/// what the protocol needs is [`Failure::Unusable`] (which stops a run when it repeats, see
+/// [`MAX_UNUSABLE`]); anything else wrong with it is [`Failure::Malformed`] (retried).
+pub fn body_failure(e: &crate::proto::xml::XmlError) -> Failure {
+    match e {
+        crate::proto::xml::XmlError::Missing(what) => Failure::Unusable(what),
+        _ => Failure::Malformed,
+    }
+}
+
 /// Well-formed but unusable answers ([`Failure::Unusable`]) of the same kind after which a
 /// run stops with a configuration error instead of retrying for the whole budget.
 pub const MAX_UNUSABLE: u32 = 3;
