@@ -1,11 +1,12 @@
-//! Refreshable credentials, the pure part: the credential document, when to refresh, which
-//! server answers mean "these credentials are no good", and how long to hold the queue.
+//! Refreshable credentials, the pure part: the credential document, when to refresh, and which
+//! server answers mean "these credentials are no good" (the wait while they are refreshed is
+//! the upload's own retry backoff).
 //!
 //! Owns: parsing the JSON document that Alibaba STS, an Alibaba credentials URI and an AWS
 //! `credential_process` print ([`parse_document`]), RFC 3339 expiry times ([`parse_rfc3339`]),
-//! the refresh decision ([`refresh_at`], [`usable`]), the rejection codes ([`is_rejection`])
-//! and the hold-queue backoff ([`Hold`]). Must not: read files, run processes, open sockets or
-//! look at the clock (times come in as arguments).
+//! the refresh decision ([`refresh_at`], [`usable`]) and the rejection codes
+//! ([`is_rejection`]). Must not: read files, run processes, open sockets or look at the clock
+//! (times come in as arguments).
 //!
 //! **Secrets.** No error of this module carries a value from the document: errors name the
 //! field and what is wrong with it, never its content.
@@ -437,77 +438,6 @@ pub fn is_rejection(code: &str) -> bool {
     )
 }
 
-/// First wait of a hold, after the immediate retry with refreshed credentials.
-const HOLD_FIRST_MS: u64 = 500;
-/// Longest wait between two attempts while the queue is held.
-pub const HOLD_MAX_MS: u64 = 30_000;
-
-/// What to do next while the queue is held for fresh credentials.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HoldStep {
-    /// Ask the source again (and retry the request) after this many milliseconds.
-    Wait(u64),
-    /// The retry budget is spent: give up (exit 75; the journal is kept).
-    GiveUp,
-}
-
-/// The hold-queue backoff: the first retry is immediate (the source has been told to
-/// refresh), then 0.5 s doubling to [`HOLD_MAX_MS`], with up to a quarter of jitter; given up
-/// once `budget_ms` has passed since the hold started (`None`: never).
-#[derive(Debug, Clone)]
-pub struct Hold {
-    started_ms: u64,
-    attempts: u32,
-    budget_ms: Option<u64>,
-    seed: u64,
-}
-
-impl Hold {
-    /// A hold starting at `now_ms`.
-    pub fn new(now_ms: u64, budget_ms: Option<u64>, seed: u64) -> Hold {
-        Hold {
-            started_ms: now_ms,
-            attempts: 0,
-            budget_ms,
-            seed: seed | 1,
-        }
-    }
-
-    /// The next step at `now_ms`.
-    pub fn next(&mut self, now_ms: u64) -> HoldStep {
-        if self
-            .budget_ms
-            .is_some_and(|b| now_ms.saturating_sub(self.started_ms) >= b)
-        {
-            return HoldStep::GiveUp;
-        }
-        let n = self.attempts;
-        self.attempts = self.attempts.saturating_add(1);
-        if n == 0 {
-            return HoldStep::Wait(0);
-        }
-        let base = HOLD_FIRST_MS
-            .saturating_mul(1u64 << (n - 1).min(20))
-            .min(HOLD_MAX_MS);
-        self.seed ^= self.seed << 13;
-        self.seed ^= self.seed >> 7;
-        self.seed ^= self.seed << 17;
-        let jitter = self.seed % (base / 4 + 1);
-        let mut wait = base - jitter;
-        if let Some(b) = self.budget_ms {
-            // Do not sleep past the budget: one last attempt right at its end.
-            let left = b.saturating_sub(now_ms.saturating_sub(self.started_ms));
-            wait = wait.min(left);
-        }
-        HoldStep::Wait(wait)
-    }
-
-    /// Attempts so far.
-    pub fn attempts(&self) -> u32 {
-        self.attempts
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -653,38 +583,6 @@ mod tests {
         }
         for c in ["SignatureDoesNotMatch", "AccessDenied", "NoSuchBucket", ""] {
             assert!(!is_rejection(c), "{c}");
-        }
-    }
-
-    #[test]
-    fn hold_backs_off_and_gives_up_at_the_budget() {
-        let mut h = Hold::new(1000, Some(60_000), 7);
-        assert_eq!(h.next(1000), HoldStep::Wait(0));
-        let mut prev = 0;
-        let mut now = 1000;
-        for _ in 0..12 {
-            let HoldStep::Wait(w) = h.next(now) else {
-                break;
-            };
-            assert!(w <= HOLD_MAX_MS);
-            assert!(
-                w + HOLD_MAX_MS / 4 >= prev || now + w >= 61_000,
-                "{w} after {prev}"
-            );
-            prev = w;
-            now += w;
-        }
-        assert_eq!(h.next(61_000), HoldStep::GiveUp);
-        // The last wait never sleeps past the budget.
-        let mut h = Hold::new(0, Some(1000), 1);
-        h.next(0);
-        h.next(0);
-        h.next(0);
-        assert!(matches!(h.next(900), HoldStep::Wait(w) if w <= 100));
-        // No budget: never gives up.
-        let mut h = Hold::new(0, None, 3);
-        for i in 0..100 {
-            assert!(matches!(h.next(i * 1_000_000), HoldStep::Wait(_)));
         }
     }
 

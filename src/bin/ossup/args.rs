@@ -444,7 +444,8 @@ fn env(name: &str) -> Option<String> {
 pub fn build_config(c: &Common) -> Result<Config, BuildError> {
     // A credential that is not UTF-8 (a file saved in another encoding) is named as such,
     // not taken for a missing one (its value is never shown).
-    for v in CREDENTIAL_VARS {
+    // The s3-v4 sets are all the sets there are.
+    for v in env_sets(Scheme::S3V4).into_iter().flatten() {
         if let Err(std::env::VarError::NotUnicode(_)) = std::env::var(v) {
             return Err(BuildError::Config(format!(
                 "{v} is not valid UTF-8: set it to the plain text of the credential"
@@ -453,19 +454,6 @@ pub fn build_config(c: &Common) -> Result<Config, BuildError> {
     }
     build_config_with(c, &load_board(c)?)
 }
-
-/// The environment variables that may hold credentials.
-const CREDENTIAL_VARS: [&str; 9] = [
-    "OSS_ACCESS_KEY_ID",
-    "OSS_ACCESS_KEY_SECRET",
-    "OSS_SESSION_TOKEN",
-    "ALIBABA_CLOUD_ACCESS_KEY_ID",
-    "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
-    "ALIBABA_CLOUD_SECURITY_TOKEN",
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-];
 
 /// The board config `--board` names (empty without one).
 pub fn load_board(c: &Common) -> Result<Board, BuildError> {
